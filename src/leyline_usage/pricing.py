@@ -1,0 +1,303 @@
+"""Model prices from TOML tables, with price history and long-context tiers.
+
+Prices are USD per million tokens and are parsed as :class:`~decimal.Decimal`.
+A table file looks like ``pricing/anthropic.toml``; ``pricing/README.md``
+describes the schema.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from leyline_usage.errors import PricingError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MILLION = Decimal(1_000_000)
+RATE_KEYS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+# Provider prefixes and date suffixes that name the same model as the bare id:
+# "anthropic/claude-x", "us.anthropic.claude-x-v1:0", "claude-x@20250929".
+_PREFIX = re.compile(r"^(?:[a-z]{2}\.)?(?:anthropic|openai|google|models)[./]")
+_SUFFIX = re.compile(r"(?:[-@]\d{8}|-latest|-v\d+(?::\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Prices of one period or tier, USD per million tokens."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Rates that apply to a whole request whose input exceeds a threshold."""
+
+    above_input_tokens: int
+    rates: Rates
+
+
+@dataclass(frozen=True)
+class Period:
+    """Prices in force from ``effective_from`` until the next period begins."""
+
+    effective_from: date
+    source: str
+    checked: date
+    rates: Rates
+    tiers: tuple[Tier, ...]
+
+    def rates_for(self, input_total: int) -> tuple[Rates, Tier | None]:
+        """Return the rates and tier for a request with ``input_total`` input tokens."""
+        for tier in reversed(self.tiers):
+            if input_total > tier.above_input_tokens:
+                return tier.rates, tier
+        return self.rates, None
+
+
+@dataclass(frozen=True)
+class ModelPrices:
+    """The price history of one model, as read from one table."""
+
+    model: str
+    provider: str
+    table: str
+    aliases: tuple[str, ...]
+    periods: tuple[Period, ...]
+
+    def period_at(self, when: date) -> Period:
+        """Return the period in force on ``when`` (the first one for earlier dates)."""
+        chosen = self.periods[0]
+        for period in self.periods:
+            if period.effective_from <= when:
+                chosen = period
+        return chosen
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The cost of one usage and the table, period and tier that priced it."""
+
+    model: ModelPrices
+    period: Period
+    tier: Tier | None
+    cost: Decimal
+
+
+class PriceTable:
+    """All known model prices, looked up by model id or alias."""
+
+    def __init__(self, models: Iterable[ModelPrices] = ()) -> None:
+        self._models: dict[str, ModelPrices] = {}
+        self._names: dict[str, ModelPrices] = {}
+        for model in models:
+            self.add(model)
+
+    @classmethod
+    def load(cls, paths: Iterable[Path]) -> PriceTable:
+        """Read the tables at ``paths``; for a model in several, the last one wins."""
+        table = cls()
+        for path in paths:
+            for model in read_table(path):
+                table.add(model)
+        return table
+
+    def add(self, model: ModelPrices) -> None:
+        """Add or replace the prices of ``model``."""
+        self._models[model.model] = model
+        for name in (model.model, *model.aliases):
+            self._names[name.lower()] = model
+
+    def models(self) -> list[ModelPrices]:
+        """Return every model, sorted by provider and id."""
+        return sorted(self._models.values(), key=lambda m: (m.provider, m.model))
+
+    def lookup(self, model: str) -> ModelPrices | None:
+        """Find ``model`` by id or alias, then without provider prefix or suffix."""
+        name = model.lower()
+        found = self._names.get(name)
+        if found is None:
+            name = _PREFIX.sub("", name)
+            found = self._names.get(name)
+        while found is None and _SUFFIX.search(name):
+            name = _SUFFIX.sub("", name)
+            found = self._names.get(name)
+        return found
+
+    def quote(self, model: str, when: date, counts: Mapping[str, int]) -> Quote | None:
+        """Price a token breakdown (keyed as in an entry) of ``model`` on ``when``."""
+        prices = self.lookup(model)
+        if prices is None:
+            return None
+        period = prices.period_at(when)
+        rates, tier = period.rates_for(_input_total(counts))
+        return Quote(prices, period, tier, _cost(rates, counts))
+
+
+def _input_total(counts: Mapping[str, int]) -> int:
+    # Long-context thresholds count every input token, cached or not.
+    return (
+        counts.get("input_tokens", 0)
+        + counts.get("cache_read_tokens", 0)
+        + counts.get("cache_write_tokens", 0)
+    )
+
+
+def _cost(rates: Rates, counts: Mapping[str, int]) -> Decimal:
+    write_5m = counts.get("cache_write_5m_tokens", 0)
+    write_1h = counts.get("cache_write_1h_tokens", 0)
+    # Writes without a known split are priced as 5-minute writes, the
+    # default cache lifetime of providers that charge for writes.
+    write_unsplit = counts.get("cache_write_tokens", 0) - write_5m - write_1h
+    total = (
+        counts.get("input_tokens", 0) * rates.input
+        + counts.get("output_tokens", 0) * rates.output
+        + counts.get("cache_read_tokens", 0) * rates.cache_read
+        + (write_5m + max(write_unsplit, 0)) * rates.cache_write_5m
+        + write_1h * rates.cache_write_1h
+    )
+    return total / MILLION
+
+
+def bundled_table_paths() -> list[Path]:
+    """Return the TOML tables shipped with the package, sorted by name."""
+    packaged = resources.files("leyline_usage") / "pricing"
+    if packaged.is_dir():
+        directory = Path(str(packaged))
+    else:
+        # A source checkout or editable install: the tables sit at the top of
+        # the repository and are copied into the package only when a wheel is built.
+        directory = Path(__file__).resolve().parents[2] / "pricing"
+    return sorted(directory.glob("*.toml"))
+
+
+def read_table(path: Path) -> list[ModelPrices]:
+    """Parse one pricing table, raising PricingError with the file, line and key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PricingError(
+            str(path), "-", f"cannot read: {exc.strerror or exc}"
+        ) from exc
+    try:
+        document = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise PricingError(str(path), "-", f"invalid TOML: {exc}") from exc
+    provider = document.get("provider", path.stem)
+    models = document.get("models")
+    if not isinstance(models, dict) or not models:
+        raise PricingError(
+            str(path), "models", 'missing: add [models."MODEL-ID"] tables'
+        )
+    return [
+        _parse_model(str(path), text, str(provider), name, body)
+        for name, body in models.items()
+    ]
+
+
+def _parse_model(
+    source: str, text: str, provider: str, name: str, body: Any
+) -> ModelPrices:
+    where = f"{source}, line {_line_of(text, name)}"
+    key = f"models.{name}"
+    if not isinstance(body, dict):
+        raise PricingError(where, key, "must be a table")
+    aliases = body.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise PricingError(where, f"{key}.aliases", "must be a list of strings")
+    raw_periods = body.get("periods")
+    if not isinstance(raw_periods, list) or not raw_periods:
+        raise PricingError(
+            where, f"{key}.periods", "missing: add at least one [[...periods]]"
+        )
+    periods = [
+        _parse_period(where, f"{key}.periods[{i}]", raw)
+        for i, raw in enumerate(raw_periods)
+    ]
+    periods.sort(key=lambda p: p.effective_from)
+    return ModelPrices(name, provider, source, tuple(aliases), tuple(periods))
+
+
+def _parse_period(where: str, key: str, raw: Any) -> Period:
+    if not isinstance(raw, dict):
+        raise PricingError(where, key, "must be a table")
+    effective_from = _date(where, key, raw, "effective_from")
+    checked = _date(where, key, raw, "checked")
+    source = raw.get("source")
+    if not isinstance(source, str) or not source:
+        raise PricingError(
+            where, f"{key}.source", "missing: name the provider's pricing page"
+        )
+    tiers = []
+    for i, tier in enumerate(raw.get("tiers", [])):
+        tier_key = f"{key}.tiers[{i}]"
+        threshold = tier.get("above_input_tokens") if isinstance(tier, dict) else None
+        if type(threshold) is not int or threshold < 0:
+            raise PricingError(
+                where,
+                f"{tier_key}.above_input_tokens",
+                "must be a non-negative integer",
+            )
+        tiers.append(Tier(threshold, _rates(where, tier_key, tier)))
+    tiers.sort(key=lambda t: t.above_input_tokens)
+    return Period(
+        effective_from, source, checked, _rates(where, key, raw), tuple(tiers)
+    )
+
+
+def _rates(where: str, key: str, raw: dict[str, Any]) -> Rates:
+    values: dict[str, Decimal] = {}
+    for name in RATE_KEYS:
+        value = raw.get(name)
+        if value is None:
+            if name in ("input", "output"):
+                raise PricingError(
+                    where, f"{key}.{name}", "missing: add the price per million tokens"
+                )
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, Decimal))
+            or value < 0
+        ):
+            raise PricingError(
+                where, f"{key}.{name}", f"must be a non-negative number, got {value!r}"
+            )
+        values[name] = Decimal(value)
+    # An unpriced cache key costs what plain input costs.
+    for name in ("cache_read", "cache_write_5m", "cache_write_1h"):
+        values.setdefault(name, values["input"])
+    return Rates(**values)
+
+
+def _date(where: str, key: str, raw: dict[str, Any], name: str) -> date:
+    value = raw.get(name)
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    raise PricingError(
+        where, f"{key}.{name}", f"must be a date like 2025-01-31, got {value!r}"
+    )
+
+
+def _line_of(text: str, model: str) -> int:
+    pattern = re.compile(
+        rf"^[ \t]*\[+[ \t]*models\.(\"{re.escape(model)}\"|{re.escape(model)})\b", re.M
+    )
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else 1
