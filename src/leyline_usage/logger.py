@@ -1,0 +1,378 @@
+"""UsageLogger: the public entry point for logging and querying one service."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from leyline_usage.entry import (
+    Entry,
+    breakdown_total,
+    check_duration,
+    check_token_count,
+    encode_entry,
+    format_timestamp,
+    new_entry_id,
+    token_breakdown,
+)
+from leyline_usage.errors import StorageError
+from leyline_usage.paths import default_storage_dir, validate_service_name
+from leyline_usage.plugins import plugin_manager
+from leyline_usage.query import (
+    DEFAULT_FALLBACK_RATE,
+    Pricer,
+    cutoff_timestamp,
+    recent_errors,
+    session_totals,
+    since,
+    summarize,
+)
+from leyline_usage.reader import ReadStats, iter_entries
+from leyline_usage.session import (
+    DEFAULT_TIMEOUT,
+    SESSION_ID_ENV,
+    SessionTracker,
+    new_session_id,
+    validate_session_id,
+)
+from leyline_usage.store import appender_for
+
+_log = logging.getLogger("leyline_usage")
+
+DEFAULT_MAX_ENTRY_BYTES = 1 << 20
+# A dropped entry is reported at most this often per logger; the rest are counted.
+_WARNING_INTERVAL = 60.0
+
+
+class UsageLogger:
+    """Session-aware usage logger for one service, writing ``{service}.jsonl``.
+
+    Many processes may log to the same service at once. By default a failure
+    of the environment (disk full, permissions) is logged as a warning and the
+    entry is counted in :attr:`dropped_entries`; ``strict=True`` raises
+    :class:`~leyline_usage.errors.StorageError` instead. Invalid arguments
+    always raise ValueError.
+    """
+
+    SESSION_TIMEOUT = DEFAULT_TIMEOUT
+
+    def __init__(
+        self,
+        service: str,
+        storage_dir: Path | str | None = None,
+        session_id: str | None = None,
+        *,
+        session_timeout: float | None = None,
+        strict: bool = False,
+        fallback_rate: Decimal | float | str = DEFAULT_FALLBACK_RATE,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+    ) -> None:
+        self.service = validate_service_name(service)
+        if storage_dir is None:
+            self.storage_dir = default_storage_dir()
+        else:
+            self.storage_dir = Path(storage_dir).expanduser()
+        self.log_file = self.storage_dir / f"{service}.jsonl"
+        self.session_file = self.storage_dir / f"{service}_session.json"
+        self.strict = strict
+        self.max_entry_bytes = check_token_count("max_entry_bytes", max_entry_bytes)
+        self.dropped_entries = 0
+        self.skipped_lines = 0
+
+        if session_id is None:
+            session_id = os.environ.get(SESSION_ID_ENV) or None
+        self._explicit_session = (
+            None if session_id is None else validate_session_id(session_id)
+        )
+        self._appender = appender_for(self.log_file)
+        timeout = self.SESSION_TIMEOUT if session_timeout is None else session_timeout
+        self._sessions = SessionTracker(self._appender, self.session_file, timeout)
+        self._fallback_rate = fallback_rate
+        self._pricer: Pricer | None = None
+        self._cost_hook = plugin_manager().hook.leyline_usage_cost
+        self._last_warning = -math.inf
+        self._offline_session: str | None = None
+
+    def __repr__(self) -> str:
+        return f"UsageLogger({self.service!r}, storage_dir={str(self.storage_dir)!r})"
+
+    @property
+    def session_id(self) -> str:
+        """The id of the current session, started if there is none."""
+        if self._explicit_session is not None:
+            return self._explicit_session
+        return self._current_session(time.time())
+
+    # -- logging ---------------------------------------------------------
+
+    def log_usage(
+        self,
+        operation: str,
+        tokens: int | None = None,
+        success: bool = True,
+        duration: float = 0.0,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        cache_write_5m_tokens: int | None = None,
+        cache_write_1h_tokens: int | None = None,
+        cost_usd: float | Decimal | None = None,
+        session_id: str | None = None,
+    ) -> Entry | None:
+        """Append one entry and return it, or None if the environment dropped it.
+
+        ``tokens`` is the total; when it is omitted it is the sum of the
+        breakdown. ``duration`` is in seconds. Entries with a known ``model``
+        and a breakdown get ``cost_usd`` from the cost model plugins.
+        """
+        entry = self._build_entry(
+            operation, tokens, success, duration, error_type, error_message, metadata,
+            model, cost_usd, session_id,
+            token_breakdown(
+                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                cache_write_5m_tokens, cache_write_1h_tokens,
+            ),
+        )  # fmt: skip
+        line = self._encode(entry)
+        try:
+            self._appender.append(line)
+        except (StorageError, OSError) as exc:
+            self._drop(exc, 1)
+            return None
+        return entry
+
+    def write_entries(
+        self, entries: Sequence[Entry], *, skip_existing: bool = False
+    ) -> int:
+        """Append complete entries under one lock acquisition and return how many.
+
+        The entries must already carry every key of the log format; importers
+        use this to keep their own timestamps, sessions and ids. With
+        ``skip_existing``, entries whose ``id`` is already in the log are left
+        out, so importing the same source twice adds nothing.
+        """
+        try:
+            with self._appender.locked():
+                if skip_existing:
+                    present = {e.get("id") for e in iter_entries([self.log_file])}
+                    entries = [e for e in entries if e.get("id") not in present]
+                if entries:
+                    data = b"".join(self._encode(entry) for entry in entries)
+                    self._appender.append_locked(data)
+        except (StorageError, OSError) as exc:
+            self._drop(exc, len(entries))
+            return 0
+        return len(entries)
+
+    def _build_entry(
+        self,
+        operation: str,
+        tokens: int | None,
+        success: bool,
+        duration: float,
+        error_type: str | None,
+        error_message: str | None,
+        metadata: Mapping[str, Any] | None,
+        model: str | None,
+        cost_usd: float | Decimal | None,
+        session_id: str | None,
+        counts: dict[str, int],
+    ) -> Entry:
+        if type(operation) is not str or not operation:
+            raise ValueError(f"operation must be a non-empty string, got {operation!r}")
+        if success is not True and success is not False:
+            raise ValueError(f"success must be True or False, got {success!r}")
+        if metadata is None:
+            metadata = {}
+        elif not isinstance(metadata, Mapping):
+            raise ValueError(
+                f"metadata must be a mapping, got {type(metadata).__name__}"
+            )
+        total = (
+            breakdown_total(counts)
+            if tokens is None
+            else check_token_count("tokens", tokens)
+        )
+        duration = check_duration(duration)
+        if model is not None and (type(model) is not str or not model):
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        if session_id is not None:
+            session_id = validate_session_id(session_id)
+
+        now = time.time()
+        entry: Entry = {
+            "timestamp": format_timestamp(now),
+            "session_id": session_id
+            or self._explicit_session
+            or self._current_session(now),
+            "service": self.service,
+            "operation": operation,
+            "tokens": total,
+            "success": success,
+            "duration_seconds": duration,
+            "error_type": None if error_type is None else str(error_type),
+            "error_message": None if error_message is None else str(error_message),
+            "metadata": metadata,
+        }
+        if model is not None:
+            entry["model"] = model
+        if counts:
+            entry.update(counts)
+        if cost_usd is not None:
+            entry["cost_usd"] = _check_cost(cost_usd)
+        elif model is not None and counts:
+            self.attach_cost(entry)
+        entry["id"] = new_entry_id()
+        return entry
+
+    def attach_cost(self, entry: Entry) -> Entry:
+        """Set ``cost_usd`` on ``entry`` if a cost model plugin can price it."""
+        try:
+            cost = self._cost_hook(entry=entry)
+        except Exception as exc:
+            # A broken cost model or pricing table must not cost the host tool
+            # its entry: the entry is logged unpriced and summaries fall back.
+            if self.strict:
+                raise
+            self._warn("cost model failed for model %r: %s", entry.get("model"), exc)
+            return entry
+        if cost is not None:
+            entry["cost_usd"] = float(cost)
+        return entry
+
+    def _encode(self, entry: Entry) -> bytes:
+        line = encode_entry(entry, self.strict)
+        if len(line) > self.max_entry_bytes:
+            raise ValueError(
+                f"entry for operation {entry['operation']!r} is {len(line)} bytes, "
+                f"over the limit of {self.max_entry_bytes}: shorten its metadata "
+                "or raise max_entry_bytes"
+            )
+        return line
+
+    def _current_session(self, now: float) -> str:
+        try:
+            return self._sessions.current(now)
+        except (StorageError, OSError) as exc:
+            if self.strict:
+                raise
+            # The append that follows fails the same way and is counted there;
+            # the id only has to be stable for this process meanwhile.
+            _log.debug("session state unavailable (%s); using a local session", exc)
+            if self._offline_session is None:
+                self._offline_session = new_session_id(now)
+            return self._offline_session
+
+    def _drop(self, exc: OSError, count: int) -> None:
+        self.dropped_entries += count
+        if self.strict:
+            if isinstance(exc, StorageError):
+                raise exc
+            raise StorageError(self.log_file, str(exc)) from exc
+        self._warn(
+            "dropped %d usage entries for service %r (%d dropped so far): %s",
+            count,
+            self.service,
+            self.dropped_entries,
+            exc,
+        )
+
+    def _warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= _WARNING_INTERVAL:
+            self._last_warning = now
+            _log.warning(message, *args)
+
+    # -- queries ---------------------------------------------------------
+
+    def iter_entries(self) -> Iterator[Entry]:
+        """Yield every readable entry of this service, in file order.
+
+        Unreadable lines are skipped; their count is in :attr:`skipped_lines`
+        once the iteration finishes.
+        """
+        stats = ReadStats()
+        yield from iter_entries([self.log_file], stats)
+        self.skipped_lines = stats.skipped_lines
+
+    def get_recent_operations(self, hours: float = 24) -> list[Entry]:
+        """Return the entries of the last ``hours`` hours, oldest first."""
+        return list(
+            since(
+                self.iter_entries(),
+                cutoff_timestamp(_non_negative("hours", hours) * 3600),
+            )
+        )
+
+    def get_usage_summary(self, days: float = 7) -> dict[str, Any]:
+        """Return totals over the last ``days`` days: operations, tokens and cost."""
+        cutoff = cutoff_timestamp(_non_negative("days", days) * 86400)
+        summary = summarize(since(self.iter_entries(), cutoff), self.pricer)
+        summary["skipped_lines"] = self.skipped_lines
+        return summary
+
+    def get_recent_errors(self, count: int = 10) -> list[Entry]:
+        """Return the last ``count`` failed entries, newest first."""
+        return recent_errors(self.iter_entries(), check_token_count("count", count))
+
+    def get_session_operations(self, session_id: str | None = None) -> list[Entry]:
+        """Return the entries of ``session_id`` (default: the current session)."""
+        target = session_id or self._active_session()
+        return [
+            entry for entry in self.iter_entries() if entry.get("session_id") == target
+        ]
+
+    def get_session_stats(self, session_id: str | None = None) -> dict[str, Any]:
+        """Return the statistics of ``session_id`` (default: the current session)."""
+        target = session_id or self._active_session()
+        entries = (
+            entry for entry in self.iter_entries() if entry.get("session_id") == target
+        )
+        stats = session_totals(entries, self.pricer)
+        return stats.get(str(target)) or {
+            "session_id": target,
+            **summarize((), self.pricer),
+        }
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        """Return statistics for every session in this service's log, oldest first."""
+        return list(session_totals(self.iter_entries(), self.pricer).values())
+
+    @property
+    def pricer(self) -> Pricer:
+        """The pricer of summaries: stored cost, cost models, then the fallback rate."""
+        if self._pricer is None:
+            self._pricer = Pricer(self._fallback_rate)
+        return self._pricer
+
+    def _active_session(self) -> str | None:
+        if self._explicit_session is not None:
+            return self._explicit_session
+        return self._sessions.peek()
+
+
+def _check_cost(cost: object) -> float:
+    if isinstance(cost, bool) or not isinstance(cost, (int, float, Decimal)):
+        raise ValueError(f"cost_usd must be a number, got {cost!r}")
+    value = float(cost)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"cost_usd must be finite and non-negative, got {cost!r}")
+    return value
+
+
+def _non_negative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)

@@ -1,0 +1,184 @@
+"""Aggregations over log entries: summaries, errors and per-session statistics."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from leyline_usage.entry import Entry, format_timestamp
+from leyline_usage.plugins import plugin_manager
+
+# The original leyline logger's flat estimate, USD per million tokens.
+DEFAULT_FALLBACK_RATE = Decimal("0.50")
+
+
+def cutoff_timestamp(seconds_ago: float) -> str:
+    """Return the timestamp ``seconds_ago`` before now, in the log's format."""
+    return format_timestamp(time.time() - seconds_ago)
+
+
+class Pricer:
+    """Prices entries: stored cost, else a cost model plugin, else the fallback rate."""
+
+    def __init__(
+        self, fallback_rate: Decimal | float | str = DEFAULT_FALLBACK_RATE
+    ) -> None:
+        try:
+            rate = Decimal(str(fallback_rate))
+        except ArithmeticError:
+            rate = Decimal("NaN")
+        if not rate.is_finite() or rate < 0:
+            raise ValueError(
+                f"fallback rate {fallback_rate!r} is invalid: use a non-negative "
+                "number of USD per million tokens, e.g. 0.50"
+            )
+        self.fallback_per_token = float(rate) / 1_000_000
+        self._hook = plugin_manager().hook.leyline_usage_cost
+
+    def price(self, entry: Entry) -> tuple[float, bool]:
+        """Return ``(cost in USD, priced)``; priced is False for a fallback estimate."""
+        stored = entry.get("cost_usd")
+        if type(stored) is float or type(stored) is int:
+            return float(stored), True
+        if entry.get("model"):
+            cost = self._hook(entry=entry)
+            if cost is not None:
+                return float(cost), True
+        tokens = entry.get("tokens")
+        return (tokens if type(tokens) is int else 0) * self.fallback_per_token, False
+
+
+_COUNTED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+class Totals:
+    """Running totals over a set of entries."""
+
+    def __init__(self) -> None:
+        self.operations = 0
+        self.successes = 0
+        self.tokens = 0
+        self.duration = 0.0
+        self.cost = 0.0
+        self.unpriced = 0
+        self.by_kind = dict.fromkeys(_COUNTED, 0)
+        self.cost_by_model: dict[str, float] = {}
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def add(self, entry: Entry, pricer: Pricer) -> None:
+        """Count one entry."""
+        self.operations += 1
+        if entry.get("success") is True:
+            self.successes += 1
+        tokens = entry.get("tokens")
+        if type(tokens) is int:
+            self.tokens += tokens
+        duration = entry.get("duration_seconds")
+        if type(duration) is float or type(duration) is int:
+            self.duration += duration
+        for key in _COUNTED:
+            value = entry.get(key)
+            if type(value) is int:
+                self.by_kind[key] += value
+        cost, priced = pricer.price(entry)
+        self.cost += cost
+        if not priced:
+            self.unpriced += 1
+        model = entry.get("model")
+        label = model if isinstance(model, str) and model else "(unknown)"
+        self.cost_by_model[label] = self.cost_by_model.get(label, 0.0) + cost
+        timestamp = entry["timestamp"]
+        if self.first is None or timestamp < self.first:
+            self.first = timestamp
+        if self.last is None or timestamp > self.last:
+            self.last = timestamp
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the totals under the keys of the usage summary."""
+        return {
+            "total_operations": self.operations,
+            "total_tokens": self.tokens,
+            "success_rate": self.successes / self.operations
+            if self.operations
+            else 0.0,
+            "total_duration": self.duration,
+            "estimated_cost": round(self.cost, 6),
+            "failed_operations": self.operations - self.successes,
+            **self.by_kind,
+            "cost_by_model": {
+                model: round(cost, 6)
+                for model, cost in sorted(self.cost_by_model.items())
+            },
+            "unpriced_operations": self.unpriced,
+            "first_timestamp": self.first,
+            "last_timestamp": self.last,
+        }
+
+
+def since(entries: Iterable[Entry], cutoff: str) -> Iterable[Entry]:
+    """Yield the entries logged at or after ``cutoff``."""
+    return (entry for entry in entries if entry["timestamp"] >= cutoff)
+
+
+def summarize(entries: Iterable[Entry], pricer: Pricer) -> dict[str, Any]:
+    """Return the usage summary of ``entries``."""
+    totals = Totals()
+    for entry in entries:
+        totals.add(entry, pricer)
+    return totals.as_dict()
+
+
+def recent_errors(entries: Iterable[Entry], count: int) -> list[Entry]:
+    """Return the last ``count`` failed entries, newest first."""
+    errors: deque[Entry] = deque(maxlen=max(count, 0))
+    for entry in entries:
+        if entry.get("success") is False:
+            errors.append(entry)
+    return list(reversed(errors))
+
+
+def session_totals(
+    entries: Iterable[Entry], pricer: Pricer
+) -> dict[str, dict[str, Any]]:
+    """Return per-session statistics, keyed by session id in order of first activity."""
+    sessions: dict[str, Totals] = {}
+    services: dict[str, set[str]] = {}
+    for entry in entries:
+        session_id = str(entry.get("session_id"))
+        totals = sessions.get(session_id)
+        if totals is None:
+            totals = sessions[session_id] = Totals()
+            services[session_id] = set()
+        totals.add(entry, pricer)
+        services[session_id].add(str(entry.get("service")))
+    ordered = sorted(sessions.items(), key=lambda item: item[1].first or "")
+    return {
+        session_id: session_stats_dict(session_id, totals, services[session_id])
+        for session_id, totals in ordered
+    }
+
+
+def session_stats_dict(
+    session_id: str, totals: Totals, services: Iterable[str]
+) -> dict[str, Any]:
+    """Return one session's statistics."""
+    stats: dict[str, Any] = {"session_id": session_id, "services": sorted(services)}
+    stats.update(totals.as_dict())
+    stats["wall_seconds"] = _seconds_between(totals.first, totals.last)
+    return stats
+
+
+def _seconds_between(first: str | None, last: str | None) -> float:
+    if not first or not last:
+        return 0.0
+    try:
+        start = datetime.fromisoformat(first.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(last.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (end - start).total_seconds()

@@ -1,0 +1,69 @@
+"""Streaming reads of service logs that skip and count lines they cannot use."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from leyline_usage.entry import Entry
+from leyline_usage.paths import validate_service_name
+
+_log = logging.getLogger("leyline_usage")
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+@dataclass
+class ReadStats:
+    """Counts of what a read went through."""
+
+    lines: int = 0
+    skipped_lines: int = 0
+
+
+def iter_entries(
+    paths: Iterable[Path], stats: ReadStats | None = None
+) -> Iterator[Entry]:
+    """Yield the entries of each log in ``paths``, in file order.
+
+    Blank lines, lines that are not a JSON object, and objects without a string
+    ``timestamp`` are skipped and counted in ``stats``; a missing file reads as
+    empty. Memory use does not grow with the file.
+    """
+    if stats is None:
+        stats = ReadStats()
+    for path in paths:
+        yield from _iter_file(path, stats)
+
+
+def _iter_file(path: Path, stats: ReadStats) -> Iterator[Entry]:
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return
+    loads = orjson.loads
+    with os.fdopen(fd, "rb", buffering=1 << 20) as file:
+        for line in file:
+            stats.lines += 1
+            try:
+                entry = loads(line)
+            except orjson.JSONDecodeError:
+                stats.skipped_lines += 1
+                continue
+            if type(entry) is not dict or type(entry.get("timestamp")) is not str:
+                stats.skipped_lines += 1
+                continue
+            yield entry
+
+
+def service_logs(directory: Path, services: Iterable[str] | None = None) -> list[Path]:
+    """Return the logs of ``services`` in ``directory``, or of every service there."""
+    if services is not None:
+        return [directory / f"{validate_service_name(s)}.jsonl" for s in services]
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.jsonl") if not p.name.startswith("."))
