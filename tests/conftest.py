@@ -1,0 +1,46 @@
+"""Shared fixtures: a private storage directory and the bundled sample data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+CLAUDE_CODE_SAMPLES = EXAMPLES / "claude-code"
+ORIGINAL_FORMAT = EXAMPLES / "original-format"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[None]:
+    """Keep every test away from the real ~/.claude directory and the caller's session."""
+    monkeypatch.setenv("LEYLINE_USAGE_DIR", str(tmp_path / "default-storage"))
+    monkeypatch.delenv("LEYLINE_SESSION_ID", raising=False)
+    yield
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Path:
+    """An empty storage directory that does not exist yet."""
+    return tmp_path / "usage"
+
+
+def run_cli(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI in a separate process and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "leyline_usage.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )

@@ -1,0 +1,205 @@
+"""Every CLI command end to end, each run as a separate process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CLAUDE_CODE_SAMPLES, ORIGINAL_FORMAT, run_cli
+
+
+@pytest.fixture
+def imported(storage: Path) -> Path:
+    """A storage directory with the sample transcripts imported."""
+    result = run_cli("import", "claude-code", CLAUDE_CODE_SAMPLES, "--dir", storage)
+    assert result.returncode == 0, result.stderr
+    return storage
+
+
+def test_console_scripts_installed() -> None:
+    bin_dir = Path(sys.executable).parent
+    for name in ("leyline-usage", "usage-logger"):
+        script = shutil.which(name, path=str(bin_dir)) or shutil.which(name)
+        assert script is not None, name
+        result = subprocess.run(
+            [script, "--help"], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0
+        assert "summary" in result.stdout
+
+
+def test_import_reports_counts(storage: Path) -> None:
+    first = run_cli(
+        "import", "claude-code", CLAUDE_CODE_SAMPLES, "--dir", storage, "--json"
+    )
+    second = run_cli(
+        "import", "claude-code", CLAUDE_CODE_SAMPLES, "--dir", storage, "--json"
+    )
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["added"] == 325
+    assert json.loads(second.stdout)["added"] == 0
+    assert json.loads(second.stdout)["already_present"] == 325
+
+
+def test_summary_json_total(imported: Path) -> None:
+    result = run_cli("summary", "--dir", imported, "--days", "100000", "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["total_operations"] == 325
+    assert round(summary["estimated_cost"], 2) == 23.23
+
+
+def test_summary_table_for_people(imported: Path) -> None:
+    result = run_cli("summary", "--dir", imported, "--days", "100000")
+
+    assert result.returncode == 0, result.stderr
+    assert "total_operations" in result.stdout
+    assert "claude-opus-4-6" in result.stdout
+    assert "23.23" in result.stdout
+
+
+def test_log_then_recent(storage: Path) -> None:
+    logged = run_cli(
+        "log", "my-plugin", "summarize", "--model", "claude-opus-4-6",
+        "--input", "1000", "--output", "200", "--duration", "1.5",
+        "--metadata", '{"files": 3}', "--dir", storage, "--json",
+    )  # fmt: skip
+    recent = run_cli("recent", "--dir", storage, "--json")
+
+    assert logged.returncode == 0, logged.stderr
+    entry = json.loads(logged.stdout)
+    assert entry["tokens"] == 1200
+    assert entry["metadata"] == {"files": 3}
+    assert [e["id"] for e in json.loads(recent.stdout)] == [entry["id"]]
+
+
+def test_recent_csv(storage: Path) -> None:
+    run_cli("log", "svc", "a", "--tokens", "5", "--dir", storage)
+    run_cli("log", "svc", "b", "--tokens", "7", "--dir", storage)
+
+    result = run_cli("recent", "--dir", storage, "--csv")
+
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["operation"] for row in rows] == ["a", "b"]
+    assert [row["tokens"] for row in rows] == ["5", "7"]
+
+
+def test_errors_command(storage: Path) -> None:
+    run_cli("log", "svc", "ok", "--dir", storage)
+    run_cli(
+        "log",
+        "svc",
+        "boom",
+        "--error-type",
+        "TimeoutError",
+        "--error-message",
+        "slow",
+        "--dir",
+        storage,
+    )
+
+    table = run_cli("errors", "--dir", storage)
+    data = run_cli("errors", "--dir", storage, "--json")
+
+    assert table.returncode == 0
+    assert "TimeoutError" in table.stdout
+    assert [e["operation"] for e in json.loads(data.stdout)] == ["boom"]
+
+
+def test_sessions_and_session(imported: Path) -> None:
+    listing = run_cli("sessions", "--dir", imported, "--json")
+    sessions = json.loads(listing.stdout)
+    first = sessions[0]["session_id"]
+
+    one = run_cli("session", first, "--dir", imported, "--json")
+    table = run_cli("session", "--dir", imported)
+
+    assert listing.returncode == 0
+    assert sum(s["total_operations"] for s in sessions) == 325
+    detail = json.loads(one.stdout)
+    assert detail["session_id"] == first
+    assert len(detail["operations"]) == detail["total_operations"]
+    assert table.returncode == 0
+    assert "OPERATION" in table.stdout
+
+
+def test_service_filter(storage: Path) -> None:
+    run_cli("log", "alpha", "x", "--tokens", "1", "--dir", storage)
+    run_cli("log", "beta", "y", "--tokens", "2", "--dir", storage)
+
+    result = run_cli("summary", "--dir", storage, "--service", "beta", "--json")
+
+    assert json.loads(result.stdout)["total_tokens"] == 2
+
+
+def test_original_format_directory(storage: Path) -> None:
+    shutil.copytree(ORIGINAL_FORMAT, storage)
+
+    result = run_cli("summary", "--dir", storage, "--days", "100000", "--json")
+
+    assert json.loads(result.stdout)["total_tokens"] == 7000
+
+
+def test_storage_dir_from_environment(storage: Path) -> None:
+    run_cli("log", "svc", "op", env={"LEYLINE_USAGE_DIR": str(storage)})
+
+    assert (storage / "svc.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        (["log", "../escape", "op"], "service name '../escape' is invalid"),
+        (
+            ["log", "svc", "op", "--tokens", "-3"],
+            "tokens must be a non-negative integer",
+        ),
+        (["log", "svc", "op", "--metadata", "[1]"], "--metadata must be a JSON object"),
+        (["log", "svc", "op", "--metadata", "{bad"], "is not valid JSON"),
+        (["recent", "--hours", "-1"], "--hours must be zero or more"),
+        (["summary", "--fallback-rate", "cheap"], "cheap"),
+        (["session", "no-such-session"], "session 'no-such-session' not found"),
+        (["frobnicate"], "invalid choice"),
+        (["import", "claude-code", "/no/such/path"], "not found"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(
+    storage: Path, arguments: list[str], needle: str
+) -> None:
+    if arguments[0] != "frobnicate":
+        arguments = [*arguments, "--dir", str(storage)]
+
+    result = run_cli(*arguments)
+
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_storage_failure_exits_1(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    result = run_cli("log", "svc", "op", "--strict", "--dir", blocker / "sub")
+
+    assert result.returncode == 1
+    assert "error:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", ["log", "recent", "summary", "errors", "sessions", "session", "import"]
+)
+def test_every_command_has_help(command: str) -> None:
+    result = run_cli(command, "--help")
+
+    assert result.returncode == 0
+    assert "--dir" in result.stdout
