@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ def run_summary(args: argparse.Namespace) -> int:
     """Print totals over the last ``--days`` days."""
     _require_non_negative("--days", args.days)
     stats = ReadStats()
-    entries = _entries(args, stats)
+    entries: Iterable[Entry] = _entries(args, stats)
     if not args.all:
         entries = since(entries, cutoff_timestamp(args.days * 86400))
     summary = summarize(entries, Pricer(args.fallback_rate))
