@@ -14,15 +14,20 @@ sessions and priced from TOML tables::
 
 from __future__ import annotations
 
+from leyline_usage.config import Config, ConfigError
 from leyline_usage.errors import PricingError, StorageError
 from leyline_usage.hookspecs import hookimpl, hookspec
 from leyline_usage.logger import UsageLogger
+from leyline_usage.tracking import Tracked
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Config",
+    "ConfigError",
     "PricingError",
     "StorageError",
+    "Tracked",
     "UsageLogger",
     "__version__",
     "hookimpl",

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from leyline_usage.config import Config
 
 PROJECT = "leyline_usage"
 
@@ -30,10 +34,15 @@ def leyline_usage_enrich(entry: dict[str, Any], metadata: dict[str, Any]) -> Non
 
 
 @hookspec
-def leyline_usage_sink(entries: Sequence[dict[str, Any]]) -> None:
-    """Receive entries after they were appended to the JSONL log."""
+def leyline_usage_sink(entries: Sequence[dict[str, Any]], storage_dir: Path) -> None:
+    """Receive entries after they were appended to the JSONL log in ``storage_dir``."""
 
 
 @hookspec(firstresult=True)
 def leyline_usage_adapt_usage(usage: object) -> dict[str, int] | None:
     """Turn an SDK usage object or dict into token counts keyed as in a log entry."""
+
+
+@hookspec
+def leyline_usage_configure(config: Config) -> None:
+    """Read this plugin's settings (``config.plugin_settings(NAME)``) once, at load."""

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from leyline_usage.config import ConfigError
 from leyline_usage.entry import (
     Entry,
     breakdown_total,
@@ -23,7 +24,7 @@ from leyline_usage.entry import (
 )
 from leyline_usage.errors import StorageError
 from leyline_usage.paths import default_storage_dir, validate_service_name
-from leyline_usage.plugins import plugin_manager
+from leyline_usage.plugins import HookSet, plugin_manager
 from leyline_usage.query import (
     DEFAULT_FALLBACK_RATE,
     Pricer,
@@ -42,6 +43,7 @@ from leyline_usage.session import (
     validate_session_id,
 )
 from leyline_usage.store import appender_for
+from leyline_usage.tracking import Tracked
 
 _log = logging.getLogger("leyline_usage")
 
@@ -70,7 +72,7 @@ class UsageLogger:
         *,
         session_timeout: float | None = None,
         strict: bool = False,
-        fallback_rate: Decimal | float | str = DEFAULT_FALLBACK_RATE,
+        fallback_rate: Decimal | float | str | None = None,
         max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
     ) -> None:
         self.service = validate_service_name(service)
@@ -84,6 +86,16 @@ class UsageLogger:
         self.max_entry_bytes = check_token_count("max_entry_bytes", max_entry_bytes)
         self.dropped_entries = 0
         self.skipped_lines = 0
+        manager = plugin_manager()
+        config = manager.config
+        if config.error is not None:
+            if strict:
+                raise ConfigError(config.error)
+            _log.warning("%s; entries are logged without cost", config.error)
+        if session_timeout is None:
+            session_timeout = config.session_timeout
+        if fallback_rate is None:
+            fallback_rate = config.fallback_rate or DEFAULT_FALLBACK_RATE
 
         if session_id is None:
             session_id = os.environ.get(SESSION_ID_ENV) or None
@@ -93,11 +105,12 @@ class UsageLogger:
         self._appender = appender_for(self.log_file)
         timeout = self.SESSION_TIMEOUT if session_timeout is None else session_timeout
         self._sessions = SessionTracker(self._appender, self.session_file, timeout)
-        self._fallback_rate = fallback_rate
+        self._fallback_rate: Decimal | float | str = fallback_rate
         self._pricer: Pricer | None = None
-        self._cost_hook = plugin_manager().hook.leyline_usage_cost
         self._last_warning = -math.inf
         self._offline_session: str | None = None
+        self._plugins = manager
+        self._hook_set = HookSet(manager)
 
     def __repr__(self) -> str:
         return f"UsageLogger({self.service!r}, storage_dir={str(self.storage_dir)!r})"
@@ -130,13 +143,38 @@ class UsageLogger:
         cache_write_1h_tokens: int | None = None,
         cost_usd: float | Decimal | None = None,
         session_id: str | None = None,
+        usage: object = None,
     ) -> Entry | None:
         """Append one entry and return it, or None if the environment dropped it.
 
         ``tokens`` is the total; when it is omitted it is the sum of the
-        breakdown. ``duration`` is in seconds. Entries with a known ``model``
-        and a breakdown get ``cost_usd`` from the cost model plugins.
+        breakdown. ``duration`` is in seconds. ``usage`` takes an SDK usage
+        object or dict (Anthropic, OpenAI, Gemini) in place of the breakdown;
+        explicit counts win over it. Entries with a known ``model`` and a
+        breakdown get ``cost_usd`` from the cost model plugins.
         """
+        hooks = self._hooks()
+        if usage is not None:
+            adapted = self._adapt_usage(hooks, usage)
+            input_tokens = _first(input_tokens, adapted.get("input_tokens"))
+            output_tokens = _first(output_tokens, adapted.get("output_tokens"))
+            cache_read_tokens = _first(
+                cache_read_tokens, adapted.get("cache_read_tokens")
+            )
+            cache_write_tokens = _first(
+                cache_write_tokens, adapted.get("cache_write_tokens")
+            )
+            cache_write_5m_tokens = _first(
+                cache_write_5m_tokens, adapted.get("cache_write_5m_tokens")
+            )
+            cache_write_1h_tokens = _first(
+                cache_write_1h_tokens, adapted.get("cache_write_1h_tokens")
+            )
+            if adapted.get("reasoning_tokens"):
+                metadata = {
+                    "reasoning_tokens": adapted["reasoning_tokens"],
+                    **(metadata or {}),
+                }
         entry = self._build_entry(
             operation, tokens, success, duration, error_type, error_message, metadata,
             model, cost_usd, session_id,
@@ -145,13 +183,67 @@ class UsageLogger:
                 cache_write_5m_tokens, cache_write_1h_tokens,
             ),
         )  # fmt: skip
+        if hooks.enrichers:
+            self._enrich(hooks, entry)
         line = self._encode(entry)
         try:
             self._appender.append(line)
         except (StorageError, OSError) as exc:
             self._drop(exc, 1)
             return None
+        if hooks.sinks:
+            self._send_to_sinks(hooks, [entry])
         return entry
+
+    def track(
+        self,
+        operation: str,
+        *,
+        model: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Tracked:
+        """Time a block or function and log it, as a context manager or decorator.
+
+        Works with ``with``, ``async with`` and on sync or async functions.
+        A block that raises is logged as failed, with the exception's type and
+        message, and the exception propagates. Inside a ``with`` block, set
+        ``usage``, ``model`` or ``metadata`` on the returned object; a decorated
+        function's return value supplies them if it has a ``usage`` field.
+        """
+        return Tracked(self, operation, model, metadata)
+
+    def _hooks(self) -> HookSet:
+        hooks = self._hook_set
+        if hooks.generation != self._plugins.generation:
+            hooks = self._hook_set = HookSet(self._plugins)
+        return hooks
+
+    def _adapt_usage(self, hooks: HookSet, usage: object) -> dict[str, int]:
+        if isinstance(usage, Mapping) and not usage:
+            return {}
+        adapted = hooks.adapt_usage(usage=usage)
+        if adapted is None:
+            raise ValueError(
+                f"usage object of type {type(usage).__name__} is not recognized: pass "
+                "the token counts as input_tokens=, output_tokens=, ... instead"
+            )
+        return dict(adapted)
+
+    def _enrich(self, hooks: HookSet, entry: Entry) -> None:
+        metadata = dict(entry["metadata"])
+        for name, enrich in hooks.enrichers:
+            try:
+                enrich(entry=entry, metadata=metadata)
+            except Exception as exc:
+                self._plugins.record_failure(name, "enrich", exc, self.storage_dir)
+        entry["metadata"] = metadata
+
+    def _send_to_sinks(self, hooks: HookSet, entries: Sequence[Entry]) -> None:
+        for name, sink in hooks.sinks:
+            try:
+                sink(entries=entries, storage_dir=self.storage_dir)
+            except Exception as exc:
+                self._plugins.record_failure(name, "sink", exc, self.storage_dir)
 
     def write_entries(
         self, entries: Sequence[Entry], *, skip_existing: bool = False
@@ -174,6 +266,9 @@ class UsageLogger:
         except (StorageError, OSError) as exc:
             self._drop(exc, len(entries))
             return 0
+        hooks = self._hooks()
+        if entries and hooks.sinks:
+            self._send_to_sinks(hooks, entries)
         return len(entries)
 
     def _build_entry(
@@ -240,7 +335,7 @@ class UsageLogger:
     def attach_cost(self, entry: Entry) -> Entry:
         """Set ``cost_usd`` on ``entry`` if a cost model plugin can price it."""
         try:
-            cost = self._cost_hook(entry=entry)
+            cost = self._hooks().cost(entry=entry)
         except Exception as exc:
             # A broken cost model or pricing table must not cost the host tool
             # its entry: the entry is logged unpriced and summaries fall back.
@@ -376,3 +471,7 @@ def _non_negative(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
+
+
+def _first(explicit: int | None, adapted: int | None) -> int | None:
+    return adapted if explicit is None else explicit

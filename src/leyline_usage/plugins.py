@@ -1,47 +1,228 @@
-"""The plugin manager: built-in and third-party plugins, loaded once per process."""
+"""The plugin manager: built-in and third-party plugins, loaded once per process.
+
+Plugins come from the ``leyline_usage`` entry-point group. Those shipped with
+leyline-usage itself (the TOML cost model, secret redaction and the SDK usage
+adapters) load through the same group and are marked built-in.
+
+``LEYLINE_USAGE_PLUGINS`` restricts which third-party plugins load: a
+comma-separated list of entry-point names, or ``none`` (or an empty value) for
+no third-party plugin at all. Without it, the config file's
+``[plugins] enabled`` list applies, and without that, every installed plugin
+loads. ``[plugins] disabled`` turns off any plugin by name, built-in ones too.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pluggy
 
 from leyline_usage import hookspecs
+from leyline_usage.config import Config, load_config
 from leyline_usage.hookspecs import PROJECT
+from leyline_usage.paths import FILE_MODE
 
 PLUGINS_ENV = "LEYLINE_USAGE_PLUGINS"
+BUILTIN_DISTRIBUTION = "leyline-usage"
+FAILURES_FILE = ".plugin-failures.jsonl"
 
 _log = logging.getLogger("leyline_usage")
-_manager: pluggy.PluginManager | None = None
+
+
+@dataclass
+class PluginInfo:
+    """Where a registered plugin came from."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool
+
+
+@dataclass
+class LoadReport:
+    """Plugins that did not load, and why."""
+
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class PluginManager(pluggy.PluginManager):
+    """A pluggy manager that counts registrations, so callers can cache hook lists."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.generation = 0
+        self.info: dict[str, PluginInfo] = {}
+        self.load_report = LoadReport()
+        self.config = Config()
+        self.failures: Counter[str] = Counter()
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        self.generation += 1
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        removed = super().unregister(plugin, name)
+        self.generation += 1
+        return removed
+
+    def impls(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
+        """Return ``(plugin name, function)`` pairs of a hook, in call order."""
+        caller = getattr(self.hook, hook_name)
+        return [
+            (impl.plugin_name, impl.function)
+            for impl in reversed(caller.get_hookimpls())
+        ]
+
+    def record_failure(
+        self, plugin: str, hook: str, exc: BaseException, storage_dir: Path | None
+    ) -> None:
+        """Count a plugin's exception and record it in the storage directory."""
+        self.failures[plugin] += 1
+        if self.failures[plugin] == 1 or self.failures[plugin] % 1000 == 0:
+            _log.warning(
+                "plugin %r failed in %s (%d failures so far): %s: %s",
+                plugin, hook, self.failures[plugin], type(exc).__name__, exc,
+            )  # fmt: skip
+        if storage_dir is not None:
+            _append_failure(storage_dir, plugin, hook, exc)
+
+
+class HookSet:
+    """The hook functions a logger calls, looked up once per plugin change."""
+
+    def __init__(self, manager: PluginManager) -> None:
+        self.generation = manager.generation
+        self.cost = manager.hook.leyline_usage_cost
+        self.adapt_usage = manager.hook.leyline_usage_adapt_usage
+        self.enrichers = manager.impls("leyline_usage_enrich")
+        self.sinks = manager.impls("leyline_usage_sink")
+
+
+_manager: PluginManager | None = None
 _manager_lock = threading.Lock()
 
 
-def plugin_manager() -> pluggy.PluginManager:
-    """Return the process-wide plugin manager, loading entry points on first use."""
+def plugin_manager() -> PluginManager:
+    """Return the process-wide plugin manager, loading plugins on first use."""
     global _manager
     if _manager is None:
         with _manager_lock:
             if _manager is None:
-                _manager = _create_manager()
+                _manager = _create_manager(load_config())
     return _manager
 
 
-def _create_manager() -> pluggy.PluginManager:
-    manager = pluggy.PluginManager(PROJECT)
-    manager.add_hookspecs(hookspecs)
-    selection = os.environ.get(PLUGINS_ENV)
-    if selection is None:
-        manager.load_setuptools_entrypoints(PROJECT)
-    else:
-        for name in _selected(selection):
-            manager.load_setuptools_entrypoints(PROJECT, name=name)
-    _log.debug("loaded plugins: %s", [name for name, _ in manager.list_name_plugin()])
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager, so the next use reloads config and plugins."""
+    global _manager
+    with _manager_lock:
+        _manager = None
+
+
+def _create_manager(config: Config) -> PluginManager:
+    manager = PluginManager()
+    manager.config = config
+    wanted = _wanted_third_party(config)
+    for entry_point in entry_points(group=PROJECT):
+        _load_entry_point(manager, entry_point, wanted, config.disabled_plugins)
+    try:
+        manager.hook.leyline_usage_configure(config=config)
+    except Exception as exc:  # a plugin's own bug must not stop logging
+        _log.warning("a plugin failed to read its configuration: %s", exc)
+    _log.debug("loaded plugins: %s", sorted(manager.info))
     return manager
 
 
-def _selected(selection: str) -> list[str]:
-    # "none" or an empty value disables entry-point loading altogether.
-    names = [name.strip() for name in selection.split(",") if name.strip()]
-    return [] if names == ["none"] else names
+def _wanted_third_party(config: Config) -> set[str] | None:
+    """Return the third-party plugin names to load, or None for all of them."""
+    selection = os.environ.get(PLUGINS_ENV)
+    if selection is None:
+        return None if config.enabled_plugins is None else set(config.enabled_plugins)
+    names = {name.strip() for name in selection.split(",") if name.strip()}
+    return set() if names <= {"none"} else names
+
+
+def _load_entry_point(
+    manager: PluginManager,
+    entry_point: EntryPoint,
+    wanted: set[str] | None,
+    disabled: Iterable[str],
+) -> None:
+    name = entry_point.name
+    distribution = entry_point.dist.name if entry_point.dist else "unknown"
+    builtin = _normalize(distribution) == BUILTIN_DISTRIBUTION
+    if name in manager.info:
+        return
+    if name in disabled:
+        manager.load_report.skipped[name] = "disabled in the config file"
+        return
+    if not builtin and wanted is not None and name not in wanted:
+        manager.load_report.skipped[name] = (
+            f"not listed in {PLUGINS_ENV} or [plugins] enabled"
+        )
+        return
+    try:
+        plugin = entry_point.load()
+        manager.register(plugin, name=name)
+    except Exception as exc:
+        # A plugin that cannot load must not take the host tool down with it.
+        manager.load_report.failed[name] = f"{type(exc).__name__}: {exc}"
+        _log.warning("plugin %r from %s failed to load: %s", name, distribution, exc)
+        return
+    version = entry_point.dist.version if entry_point.dist else ""
+    manager.info[name] = PluginInfo(name, distribution, version, builtin)
+
+
+def _normalize(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
+def _append_failure(
+    storage_dir: Path, plugin: str, hook: str, exc: BaseException
+) -> None:
+    record = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "plugin": plugin,
+        "hook": hook,
+        "error_type": type(exc).__name__,
+        "error_message": str(exc)[:500],
+    }
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(storage_dir / FAILURES_FILE, flags, FILE_MODE)
+        try:
+            os.write(fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        finally:
+            os.close(fd)
+    except OSError as error:
+        _log.debug("cannot record plugin failure in %s: %s", storage_dir, error)
+
+
+def failure_counts(storage_dir: Path) -> Counter[str]:
+    """Return how often each plugin failed, as recorded in ``storage_dir``."""
+    counts: Counter[str] = Counter()
+    try:
+        with open(storage_dir / FAILURES_FILE, "rb") as file:
+            for line in file:
+                try:
+                    counts[str(orjson.loads(line)["plugin"])] += 1
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue
+    except OSError:
+        pass
+    return counts

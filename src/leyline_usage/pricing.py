@@ -198,13 +198,17 @@ def read_table(path: Path) -> list[ModelPrices]:
     except tomllib.TOMLDecodeError as exc:
         raise PricingError(str(path), "-", f"invalid TOML: {exc}") from exc
     provider = document.get("provider", path.stem)
-    models = document.get("models")
+    return parse_models(str(path), text, str(provider), document.get("models"))
+
+
+def parse_models(
+    source: str, text: str, provider: str, models: Any
+) -> list[ModelPrices]:
+    """Parse a ``models`` table read from ``text``, which locates error lines."""
     if not isinstance(models, dict) or not models:
-        raise PricingError(
-            str(path), "models", 'missing: add [models."MODEL-ID"] tables'
-        )
+        raise PricingError(source, "models", 'missing: add [models."MODEL-ID"] tables')
     return [
-        _parse_model(str(path), text, str(provider), name, body)
+        _parse_model(source, text, provider, name, body)
         for name, body in models.items()
     ]
 
@@ -296,8 +300,8 @@ def _date(where: str, key: str, raw: dict[str, Any], name: str) -> date:
 
 
 def _line_of(text: str, model: str) -> int:
-    pattern = re.compile(
-        rf"^[ \t]*\[+[ \t]*models\.(\"{re.escape(model)}\"|{re.escape(model)})\b", re.M
-    )
+    name = re.escape(model)
+    header = rf"^[ \t]*\[+[ \t]*(?:pricing\.)?models\.(\"{name}\"|{name})\b"
+    pattern = re.compile(header, re.M)
     match = pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else 1

@@ -1,7 +1,8 @@
 """The built-in cost model: prices entries from the TOML tables in ``pricing/``.
 
 It registers through the ``leyline_usage`` entry-point group like any
-third-party cost model.
+third-party cost model. Tables named in the config file add models or replace
+bundled ones.
 """
 
 from __future__ import annotations
@@ -10,25 +11,45 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from leyline_usage.config import Config
 from leyline_usage.entry import TOKEN_KEYS
+from leyline_usage.errors import PricingError
 from leyline_usage.hookspecs import hookimpl
-from leyline_usage.pricing import PriceTable, bundled_table_paths
+from leyline_usage.pricing import ModelPrices, PriceTable, bundled_table_paths
 
 _table: PriceTable | None = None
+_user_models: list[ModelPrices] = []
+_config_error: str | None = None
 
 
 def price_table() -> PriceTable:
-    """Return the process-wide table, reading the bundled tables on first use."""
+    """Return the process-wide table: bundled tables, then the user's."""
     global _table
+    if _config_error is not None:
+        # Bundled prices could contradict the user's overrides, so a broken
+        # config prices nothing rather than something wrong.
+        raise PricingError(_config_error, "-", "fix the config file to price entries")
     if _table is None:
-        _table = PriceTable.load(bundled_table_paths())
+        table = PriceTable.load(bundled_table_paths())
+        for model in _user_models:
+            table.add(model)
+        _table = table
     return _table
 
 
 def set_price_table(table: PriceTable | None) -> None:
-    """Replace the process-wide table; None reloads the bundled tables on next use."""
+    """Replace the process-wide table; None reloads the tables on next use."""
     global _table
     _table = table
+
+
+@hookimpl
+def leyline_usage_configure(config: Config) -> None:
+    """Take the user's pricing tables from the config file."""
+    global _user_models, _config_error, _table
+    _user_models = list(config.pricing_models)
+    _config_error = config.error
+    _table = None
 
 
 @hookimpl(trylast=True)

@@ -1,0 +1,80 @@
+"""The built-in secret redaction enricher, on unless disabled in the config file.
+
+Metadata keys that name a credential have their values replaced at any depth,
+so an API key passed along with other request details never reaches the log.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from leyline_usage.hookspecs import hookimpl
+
+REDACTED = "[REDACTED]"
+
+# Matched against keys split into lowercase words ("X-Api-Key", "apiKey" and
+# "api_key" all become api, key). Plural "tokens" stays visible, because token
+# counts are what this library logs.
+_SECRET_WORDS = frozenset(
+    {
+        "apikey",
+        "authorization",
+        "bearer",
+        "cookie",
+        "cookies",
+        "credential",
+        "credentials",
+        "passphrase",
+        "passwd",
+        "password",
+        "secret",
+        "token",
+    }
+)
+_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key")})
+_WORD_BREAK = re.compile(r"[^a-z0-9]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_MAX_DEPTH = 32
+
+
+@lru_cache(maxsize=4096)
+def is_secret_key(key: object) -> bool:
+    """Return True if a metadata key names a credential."""
+    if not isinstance(key, str):
+        return False
+    words = _WORD_BREAK.split(_CAMEL.sub(r"\1_\2", key).lower())
+    if any(word in _SECRET_WORDS for word in words):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
+
+
+def redact(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` with credential values replaced, copying only what changes."""
+    if depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        changed = None
+        for key, item in value.items():
+            new = REDACTED if is_secret_key(key) else redact(item, depth + 1)
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+    if isinstance(value, (list, tuple)):
+        items = [redact(item, depth + 1) for item in value]
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            return items
+    return value
+
+
+@hookimpl(trylast=True)
+def leyline_usage_enrich(entry: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """Replace credential values in the metadata; runs after other enrichers."""
+    if metadata:
+        redacted = redact(metadata)
+        if redacted is not metadata:
+            metadata.clear()
+            metadata.update(redacted)
