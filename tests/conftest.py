@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# Installed third-party plugins and the developer's own config file must not
+# change what these tests log; set before any logger loads its plugins.
+os.environ["LEYLINE_USAGE_PLUGINS"] = "none"
+os.environ["LEYLINE_USAGE_CONFIG"] = str(Path(__file__).parent / "no-such-config.toml")
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CLAUDE_CODE_SAMPLES = EXAMPLES / "claude-code"
