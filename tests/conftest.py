@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from leyline_usage.plugins import reset_plugin_manager
+
 # Installed third-party plugins and the developer's own config file must not
 # change what these tests log; set before any logger loads its plugins.
 os.environ["LEYLINE_USAGE_PLUGINS"] = "none"
@@ -29,6 +31,14 @@ def _isolated_environment(
     monkeypatch.setenv("LEYLINE_USAGE_DIR", str(tmp_path / "default-storage"))
     monkeypatch.delenv("LEYLINE_SESSION_ID", raising=False)
     yield
+
+
+@pytest.fixture
+def fresh_plugins() -> Iterator[None]:
+    """Reload config and plugins for this test and again after it."""
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
 
 
 @pytest.fixture

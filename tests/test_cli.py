@@ -203,3 +203,54 @@ def test_every_command_has_help(command: str) -> None:
 
     assert result.returncode == 0
     assert "--dir" in result.stdout
+
+
+def test_prices_list_and_show() -> None:
+    listing = run_cli("prices", "list", "--json")
+    show = run_cli("prices", "show", "claude-sonnet-4-5-20250929")
+    shown = run_cli("prices", "show", "claude-sonnet-4-5", "--json")
+
+    models = {m["model"] for m in json.loads(listing.stdout)}
+    assert {"claude-opus-4-6", "gpt-4o", "gemini-2.5-pro"} <= models
+    assert show.returncode == 0
+    assert "above 200,000 input tokens" in show.stdout
+    data = json.loads(shown.stdout)
+    assert data["periods"][0]["source"].startswith("https://")
+    assert data["periods"][0]["tiers"][0]["above_input_tokens"] == 200000
+
+
+def test_prices_cost_names_period_and_tier() -> None:
+    base = run_cli(
+        "prices",
+        "cost",
+        "claude-sonnet-4-5",
+        "--input",
+        "1000",
+        "--output",
+        "1000",
+        "--json",
+    )
+    tiered = run_cli(
+        "prices", "cost", "claude-sonnet-4-5", "--input", "150000", "--cache-read", "60000",
+        "--output", "1000", "--at", "2026-01-15",
+    )  # fmt: skip
+
+    assert json.loads(base.stdout)["cost_usd"] == "0.018"
+    assert json.loads(base.stdout)["tier_above_input_tokens"] is None
+    assert tiered.returncode == 0
+    assert "long-context tier above 200,000" in tiered.stdout
+    assert "period from 2025-09-29" in tiered.stdout
+    assert "anthropic.toml" in tiered.stdout
+
+
+def test_prices_bad_input() -> None:
+    unknown = run_cli("prices", "cost", "no-such-model", "--input", "5")
+    negative = run_cli("prices", "cost", "claude-opus-4-6", "--input", "-5")
+    bad_date = run_cli("prices", "cost", "claude-opus-4-6", "--at", "yesterday")
+
+    assert unknown.returncode == 2
+    assert "no-such-model" in unknown.stderr
+    assert negative.returncode == 2
+    assert "--input must be zero or more" in negative.stderr
+    assert bad_date.returncode == 2
+    assert "yesterday" in bad_date.stderr

@@ -140,12 +140,16 @@ def _pricing(section: dict[str, Any], path: Path, text: str) -> list[ModelPrices
             f"{path}, line {_line_of(text, 'tables')}: pricing.tables: "
             "must be a list of TOML file paths"
         )
-    try:
-        for table in tables:
-            table_path = Path(table).expanduser()
-            if not table_path.is_absolute():
-                table_path = path.parent / table_path
+    for table in tables:
+        table_path = Path(table).expanduser()
+        if not table_path.is_absolute():
+            table_path = path.parent / table_path
+        try:
             models.extend(read_table(table_path))
+        except PricingError as exc:
+            where = f"{path}, line {_line_of(text, 'tables')}"
+            raise ConfigError(f"{where}: pricing.tables: {exc}") from exc
+    try:
         if "models" in section:
             provider = str(section.get("provider", "user"))
             models.extend(parse_models(str(path), text, provider, section["models"]))
@@ -170,22 +174,28 @@ DEFAULT_CONFIG = {
 
 _COMMENTS = {
     "logging": (
-        "# Seconds without activity after which the next entry starts a new session,\n"
-        "# and the USD price per million tokens of entries that no table can price."
+        "# Seconds without activity after which the next entry starts a new\n"
+        "# session, and the USD price per million tokens of entries that no\n"
+        "# pricing table can price."
     ),
     "plugins": (
-        "# Plugins load from the leyline_usage entry-point group. Uncomment 'enabled'\n"
-        "# to load only the listed third-party plugins; 'disabled' turns off any\n"
-        '# plugin by name, built-in ones too (e.g. "redact_secrets").\n'
-        '# enabled = ["sqlite"]\n'
-        "# Settings of a plugin go in a table named after it, e.g.:\n"
-        "# [plugins.sqlite]\n"
-        '# path = "~/.claude/leyline/usage/usage.sqlite3"'
+        "# Plugins load from the leyline_usage entry-point group. Uncomment\n"
+        "# 'enabled' to load only the listed third-party plugins. 'disabled'\n"
+        '# turns off any plugin by name, built-in ones too ("redact_secrets").\n'
+        '# enabled = ["sqlite"]'
     ),
     "pricing": (
-        "# Extra pricing tables, in the schema of the bundled pricing/*.toml files.\n"
-        "# Their models are added, or replace a bundled model of the same id. Prices\n"
-        '# may also go here directly, as [pricing.models."MODEL-ID"] tables.'
+        "# Extra pricing tables, in the schema of the bundled pricing/*.toml\n"
+        "# files. Their models are added, or replace a bundled model of the same\n"
+        '# id. Prices may also go here directly, as [pricing.models."MODEL-ID"].'
+    ),
+}
+
+_TRAILERS = {
+    "plugins": (
+        "\n# Settings of a plugin go in a table named after it, for example:\n"
+        "# [plugins.sqlite]\n"
+        '# path = "~/.claude/leyline/usage/usage.sqlite3"\n'
     ),
 }
 
@@ -194,6 +204,7 @@ def default_config_text() -> str:
     """Return the commented default config file."""
     parts = ["# leyline-usage configuration. Every setting is optional.\n"]
     for section, values in DEFAULT_CONFIG.items():
-        parts.append("\n" + _COMMENTS[section] + "\n")
-        parts.append(tomli_w.dumps({section: values}))
+        header, _, body = tomli_w.dumps({section: values}).partition("\n")
+        parts.append(f"\n{header}\n{_COMMENTS[section]}\n{body}")
+        parts.append(_TRAILERS.get(section, ""))
     return "".join(parts)

@@ -231,17 +231,19 @@ class UsageLogger:
 
     def _enrich(self, hooks: HookSet, entry: Entry) -> None:
         metadata = dict(entry["metadata"])
-        for name, enrich in hooks.enrichers:
+        arguments = {"entry": entry, "metadata": metadata}
+        for name, enrich, names in hooks.enrichers:
             try:
-                enrich(entry=entry, metadata=metadata)
+                enrich(*[arguments[n] for n in names])
             except Exception as exc:
                 self._plugins.record_failure(name, "enrich", exc, self.storage_dir)
         entry["metadata"] = metadata
 
     def _send_to_sinks(self, hooks: HookSet, entries: Sequence[Entry]) -> None:
-        for name, sink in hooks.sinks:
+        arguments = {"entries": entries, "storage_dir": self.storage_dir}
+        for name, sink, names in hooks.sinks:
             try:
-                sink(entries=entries, storage_dir=self.storage_dir)
+                sink(*[arguments[n] for n in names])
             except Exception as exc:
                 self._plugins.record_failure(name, "sink", exc, self.storage_dir)
 

@@ -38,6 +38,8 @@ FAILURES_FILE = ".plugin-failures.jsonl"
 
 _log = logging.getLogger("leyline_usage")
 
+HookImpl = tuple[str, Callable[..., Any], tuple[str, ...]]
+
 
 @dataclass
 class PluginInfo:
@@ -79,11 +81,15 @@ class PluginManager(pluggy.PluginManager):
         self.generation += 1
         return removed
 
-    def impls(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
-        """Return ``(plugin name, function)`` pairs of a hook, in call order."""
+    def impls(self, hook_name: str) -> list[HookImpl]:
+        """Return ``(plugin name, function, argument names)`` of a hook, in call order.
+
+        A plugin may declare only some of a hook's arguments, as pluggy allows,
+        so callers pass each function just the arguments it names.
+        """
         caller = getattr(self.hook, hook_name)
         return [
-            (impl.plugin_name, impl.function)
+            (impl.plugin_name, impl.function, tuple(impl.argnames))
             for impl in reversed(caller.get_hookimpls())
         ]
 

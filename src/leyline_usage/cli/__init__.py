@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from leyline_usage import __version__
-from leyline_usage.cli import _query, _write
+from leyline_usage.cli import _admin, _query, _write
 from leyline_usage.errors import PricingError, StorageError
 
 PROGRAM = "leyline-usage"
@@ -36,11 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     _write.add_commands(commands)
     _query.add_commands(commands)
+    _admin.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 success, 1 failure, 2 bad usage."""
+    _show_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -59,3 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, status: int) -> int:
     print(f"{PROGRAM}: error: {message}", file=sys.stderr)
     return status
+
+
+def _show_library_warnings() -> None:
+    # The library never configures logging; the CLI shows its warnings
+    # (a dropped entry, a failing plugin) as one line each on stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROGRAM}: %(levelname)s: %(message)s"))
+    library_logger = logging.getLogger("leyline_usage")
+    library_logger.addHandler(handler)
+    library_logger.setLevel(logging.WARNING)
