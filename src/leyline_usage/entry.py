@@ -15,7 +15,6 @@ import math
 import operator
 import os
 import re
-import threading
 import time
 from collections.abc import Mapping
 from itertools import count
@@ -83,36 +82,79 @@ def token_breakdown(
     A cache write total missing beside its 5-minute and 1-hour split is filled
     in as their sum.
     """
-    given = {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cache_read_tokens": cache_read_tokens,
-        "cache_write_tokens": cache_write_tokens,
-        "cache_write_5m_tokens": cache_write_5m_tokens,
-        "cache_write_1h_tokens": cache_write_1h_tokens,
-    }
-    counts = {k: check_token_count(k, v) for k, v in given.items() if v is not None}
-    split = counts.get("cache_write_5m_tokens", 0) + counts.get(
-        "cache_write_1h_tokens", 0
-    )
-    if "cache_write_tokens" not in counts and split:
-        counts["cache_write_tokens"] = split
-    elif split > counts.get("cache_write_tokens", 0):
-        raise ValueError(
-            f"cache_write_tokens ({counts['cache_write_tokens']}) is less than its "
-            f"5-minute and 1-hour split ({split}); pass the total or omit it"
+    counts: dict[str, int] = {}
+    # Plain non-negative ints pass with one type test: this runs per entry.
+    if input_tokens is not None:
+        counts["input_tokens"] = (
+            input_tokens
+            if type(input_tokens) is int and input_tokens >= 0
+            else check_token_count("input_tokens", input_tokens)
+        )
+    if output_tokens is not None:
+        counts["output_tokens"] = (
+            output_tokens
+            if type(output_tokens) is int and output_tokens >= 0
+            else check_token_count("output_tokens", output_tokens)
+        )
+    if cache_read_tokens is not None:
+        counts["cache_read_tokens"] = (
+            cache_read_tokens
+            if type(cache_read_tokens) is int and cache_read_tokens >= 0
+            else check_token_count("cache_read_tokens", cache_read_tokens)
+        )
+    if (
+        cache_write_tokens is not None
+        or cache_write_5m_tokens is not None
+        or cache_write_1h_tokens is not None
+    ):
+        counts.update(
+            _cache_writes(
+                cache_write_tokens, cache_write_5m_tokens, cache_write_1h_tokens
+            )
         )
     return counts
 
 
+def _cache_writes(
+    total: int | None, write_5m: int | None, write_1h: int | None
+) -> dict[str, int]:
+    counts = {}
+    if write_5m is not None:
+        counts["cache_write_5m_tokens"] = check_token_count(
+            "cache_write_5m_tokens", write_5m
+        )
+    if write_1h is not None:
+        counts["cache_write_1h_tokens"] = check_token_count(
+            "cache_write_1h_tokens", write_1h
+        )
+    split = counts.get("cache_write_5m_tokens", 0) + counts.get(
+        "cache_write_1h_tokens", 0
+    )
+    if total is None:
+        if split:
+            return {"cache_write_tokens": split, **counts}
+        return counts
+    total = check_token_count("cache_write_tokens", total)
+    if split > total:
+        raise ValueError(
+            f"cache_write_tokens ({total}) is less than its "
+            f"5-minute and 1-hour split ({split}); pass the total or omit it"
+        )
+    return {"cache_write_tokens": total, **counts}
+
+
 def breakdown_total(counts: Mapping[str, int]) -> int:
     """Return the total tokens of a breakdown (the split is part of the write total)."""
-    return (
-        counts.get("input_tokens", 0)
-        + counts.get("output_tokens", 0)
-        + counts.get("cache_read_tokens", 0)
-        + counts.get("cache_write_tokens", 0)
-    )
+    return sum(counts.get(key, 0) for key in _TOTAL_KEYS)
+
+
+# The 5-minute and 1-hour split is part of cache_write_tokens, so not summed.
+_TOTAL_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
 
 
 class _Timestamps:
@@ -147,12 +189,11 @@ class _EntryIds:
     def _reset(self) -> None:
         self._prefix = os.urandom(8).hex()
         self._counter = count(1)
-        self._lock = threading.Lock()
 
     def next(self) -> str:
-        with self._lock:
-            number = next(self._counter)
-        return f"{self._prefix}-{number:x}"
+        # count.__next__ runs in C without releasing the GIL, so threads
+        # never receive the same number.
+        return f"{self._prefix}-{next(self._counter):x}"
 
 
 _entry_ids = _EntryIds()

@@ -24,7 +24,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec(firstresult=True)
-def leyline_usage_cost(entry: dict[str, Any]) -> Decimal | None:
+def leyline_usage_cost(entry: dict[str, Any]) -> Decimal | float | None:
     """Return the USD cost of an entry, or None if the plugin cannot price its model."""
 
 

@@ -48,6 +48,7 @@ from leyline_usage.tracking import Tracked
 _log = logging.getLogger("leyline_usage")
 
 DEFAULT_MAX_ENTRY_BYTES = 1 << 20
+_ENRICH_ARGUMENTS = ("entry", "metadata")
 # A dropped entry is reported at most this often per logger; the rest are counted.
 _WARNING_INTERVAL = 60.0
 
@@ -153,7 +154,9 @@ class UsageLogger:
         explicit counts win over it. Entries with a known ``model`` and a
         breakdown get ``cost_usd`` from the cost model plugins.
         """
-        hooks = self._hooks()
+        hooks = self._hook_set
+        if hooks.generation != self._plugins.generation:
+            hooks = self._hooks()
         if usage is not None:
             adapted = self._adapt_usage(hooks, usage)
             input_tokens = _first(input_tokens, adapted.get("input_tokens"))
@@ -175,17 +178,65 @@ class UsageLogger:
                     "reasoning_tokens": adapted["reasoning_tokens"],
                     **(metadata or {}),
                 }
-        entry = self._build_entry(
-            operation, tokens, success, duration, error_type, error_message, metadata,
-            model, cost_usd, session_id,
-            token_breakdown(
-                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                cache_write_5m_tokens, cache_write_1h_tokens,
-            ),
+        counts = token_breakdown(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            cache_write_5m_tokens, cache_write_1h_tokens,
         )  # fmt: skip
+
+        # The checks and the entry are written out here rather than in helpers
+        # because this is the caller's hot path. Each check starts with a cheap
+        # test that ordinary arguments pass.
+        if type(operation) is not str or not operation:
+            raise ValueError(f"operation must be a non-empty string, got {operation!r}")
+        if success is not True and success is not False:
+            raise ValueError(f"success must be True or False, got {success!r}")
+        if metadata is None:
+            metadata = {}
+        elif type(metadata) is not dict and not isinstance(metadata, Mapping):
+            raise ValueError(
+                f"metadata must be a mapping, got {type(metadata).__name__}"
+            )
+        if tokens is None:
+            tokens = breakdown_total(counts)
+        elif type(tokens) is not int or tokens < 0:
+            tokens = check_token_count("tokens", tokens)
+        if type(duration) is not float or not 0.0 <= duration < math.inf:
+            duration = check_duration(duration)
+        if model is not None and (type(model) is not str or not model):
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        if session_id is not None:
+            session_id = validate_session_id(session_id)
+
+        now = time.time()
+        entry: Entry = {
+            "timestamp": format_timestamp(now),
+            "session_id": session_id
+            or self._explicit_session
+            or self._current_session(now),
+            "service": self.service,
+            "operation": operation,
+            "tokens": tokens,
+            "success": success,
+            "duration_seconds": duration,
+            "error_type": None if error_type is None else str(error_type),
+            "error_message": None if error_message is None else str(error_message),
+            "metadata": metadata,
+        }
+        if model is not None:
+            entry["model"] = model
+        if counts:
+            entry.update(counts)
+        if cost_usd is not None:
+            entry["cost_usd"] = _check_cost(cost_usd)
+        elif model is not None and counts:
+            self.attach_cost(entry)
+        entry["id"] = new_entry_id()
+
         if hooks.enrichers:
             self._enrich(hooks, entry)
-        line = self._encode(entry)
+        line = encode_entry(entry, self.strict)
+        if len(line) > self.max_entry_bytes:
+            self._reject_oversized(entry, line)
         try:
             self._appender.append(line)
         except (StorageError, OSError) as exc:
@@ -234,7 +285,10 @@ class UsageLogger:
         arguments = {"entry": entry, "metadata": metadata}
         for name, enrich, names in hooks.enrichers:
             try:
-                enrich(*[arguments[n] for n in names])
+                if names == _ENRICH_ARGUMENTS:
+                    enrich(entry, metadata)
+                else:
+                    enrich(*[arguments[n] for n in names])
             except Exception as exc:
                 self._plugins.record_failure(name, "enrich", exc, self.storage_dir)
         entry["metadata"] = metadata
@@ -273,71 +327,10 @@ class UsageLogger:
             self._send_to_sinks(hooks, entries)
         return len(entries)
 
-    def _build_entry(
-        self,
-        operation: str,
-        tokens: int | None,
-        success: bool,
-        duration: float,
-        error_type: str | None,
-        error_message: str | None,
-        metadata: Mapping[str, Any] | None,
-        model: str | None,
-        cost_usd: float | Decimal | None,
-        session_id: str | None,
-        counts: dict[str, int],
-    ) -> Entry:
-        if type(operation) is not str or not operation:
-            raise ValueError(f"operation must be a non-empty string, got {operation!r}")
-        if success is not True and success is not False:
-            raise ValueError(f"success must be True or False, got {success!r}")
-        if metadata is None:
-            metadata = {}
-        elif not isinstance(metadata, Mapping):
-            raise ValueError(
-                f"metadata must be a mapping, got {type(metadata).__name__}"
-            )
-        total = (
-            breakdown_total(counts)
-            if tokens is None
-            else check_token_count("tokens", tokens)
-        )
-        duration = check_duration(duration)
-        if model is not None and (type(model) is not str or not model):
-            raise ValueError(f"model must be a non-empty string, got {model!r}")
-        if session_id is not None:
-            session_id = validate_session_id(session_id)
-
-        now = time.time()
-        entry: Entry = {
-            "timestamp": format_timestamp(now),
-            "session_id": session_id
-            or self._explicit_session
-            or self._current_session(now),
-            "service": self.service,
-            "operation": operation,
-            "tokens": total,
-            "success": success,
-            "duration_seconds": duration,
-            "error_type": None if error_type is None else str(error_type),
-            "error_message": None if error_message is None else str(error_message),
-            "metadata": metadata,
-        }
-        if model is not None:
-            entry["model"] = model
-        if counts:
-            entry.update(counts)
-        if cost_usd is not None:
-            entry["cost_usd"] = _check_cost(cost_usd)
-        elif model is not None and counts:
-            self.attach_cost(entry)
-        entry["id"] = new_entry_id()
-        return entry
-
     def attach_cost(self, entry: Entry) -> Entry:
         """Set ``cost_usd`` on ``entry`` if a cost model plugin can price it."""
         try:
-            cost = self._hooks().cost(entry=entry)
+            cost = self._hook_set.cost(entry=entry)
         except Exception as exc:
             # A broken cost model or pricing table must not cost the host tool
             # its entry: the entry is logged unpriced and summaries fall back.
@@ -352,12 +345,15 @@ class UsageLogger:
     def _encode(self, entry: Entry) -> bytes:
         line = encode_entry(entry, self.strict)
         if len(line) > self.max_entry_bytes:
-            raise ValueError(
-                f"entry for operation {entry['operation']!r} is {len(line)} bytes, "
-                f"over the limit of {self.max_entry_bytes}: shorten its metadata "
-                "or raise max_entry_bytes"
-            )
+            self._reject_oversized(entry, line)
         return line
+
+    def _reject_oversized(self, entry: Entry, line: bytes) -> None:
+        raise ValueError(
+            f"entry for operation {entry['operation']!r} is {len(line)} bytes, "
+            f"over the limit of {self.max_entry_bytes}: shorten its metadata "
+            "or raise max_entry_bytes"
+        )
 
     def _current_session(self, now: float) -> str:
         try:

@@ -112,7 +112,12 @@ class HookSet:
 
     def __init__(self, manager: PluginManager) -> None:
         self.generation = manager.generation
-        self.cost = manager.hook.leyline_usage_cost
+        self.cost: Callable[..., Any] = manager.hook.leyline_usage_cost
+        cost_models = manager.impls("leyline_usage_cost")
+        if len(cost_models) == 1 and cost_models[0][2] == ("entry",):
+            # With one cost model (the usual case) pluggy's dispatch is pure
+            # overhead on the hot path, so the function is called directly.
+            self.cost = cost_models[0][1]
         self.adapt_usage = manager.hook.leyline_usage_adapt_usage
         self.enrichers = manager.impls("leyline_usage_enrich")
         self.sinks = manager.impls("leyline_usage_sink")

@@ -98,12 +98,30 @@ class Quote:
     cost: Decimal
 
 
+# Per-million float rates in RATE_KEYS order, and tiers as (threshold, rates).
+_FloatRates = tuple[float, float, float, float, float]
+_Plan = tuple[_FloatRates, tuple[tuple[int, _FloatRates], ...]]
+_MAX_PLANS = 4096
+
+
+def _float_rates(rates: Rates) -> _FloatRates:
+    return (
+        float(rates.input),
+        float(rates.output),
+        float(rates.cache_read),
+        float(rates.cache_write_5m),
+        float(rates.cache_write_1h),
+    )
+
+
 class PriceTable:
     """All known model prices, looked up by model id or alias."""
 
     def __init__(self, models: Iterable[ModelPrices] = ()) -> None:
         self._models: dict[str, ModelPrices] = {}
         self._names: dict[str, ModelPrices] = {}
+        # (model, "YYYY-MM-DD") -> float rates in force, or None if unknown.
+        self._plans: dict[tuple[str, str], _Plan | None] = {}
         for model in models:
             self.add(model)
 
@@ -118,6 +136,7 @@ class PriceTable:
 
     def add(self, model: ModelPrices) -> None:
         """Add or replace the prices of ``model``."""
+        self._plans.clear()
         self._models[model.model] = model
         for name in (model.model, *model.aliases):
             self._names[name.lower()] = model
@@ -146,6 +165,61 @@ class PriceTable:
         period = prices.period_at(when)
         rates, tier = period.rates_for(_input_total(counts))
         return Quote(prices, period, tier, _cost(rates, counts))
+
+    def fast_cost(
+        self, model: str, day: str, counts: Mapping[str, int]
+    ) -> float | None:
+        """Return the cost in USD as a float, like :meth:`quote`, cached per day.
+
+        ``day`` is an ISO date (``YYYY-MM-DD``). This is the logging hot path:
+        after the first entry of a model on a day it does no lookup and no
+        Decimal arithmetic.
+        """
+        key = (model, day)
+        try:
+            plan = self._plans[key]
+        except KeyError:
+            plan = self._plan(model, day)
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        if plan is None:
+            return None
+        rates, tiers = plan
+        uncached = counts.get("input_tokens", 0)
+        cache_read = counts.get("cache_read_tokens", 0)
+        cache_write = counts.get("cache_write_tokens", 0)
+        if tiers:
+            input_total = uncached + cache_read + cache_write
+            for threshold, tier_rates in reversed(tiers):
+                if input_total > threshold:
+                    rates = tier_rates
+                    break
+        write_5m = counts.get("cache_write_5m_tokens", 0)
+        write_1h = counts.get("cache_write_1h_tokens", 0)
+        write_unsplit = max(cache_write - write_5m - write_1h, 0)
+        total = (
+            uncached * rates[0]
+            + counts.get("output_tokens", 0) * rates[1]
+            + cache_read * rates[2]
+            + (write_5m + write_unsplit) * rates[3]
+            + write_1h * rates[4]
+        )
+        return total / 1_000_000
+
+    def _plan(self, model: str, day: str) -> _Plan | None:
+        prices = self.lookup(model)
+        if prices is None:
+            return None
+        try:
+            when = date.fromisoformat(day)
+        except ValueError:
+            when = date.today()
+        period = prices.period_at(when)
+        tiers = tuple(
+            (t.above_input_tokens, _float_rates(t.rates)) for t in period.tiers
+        )
+        return _float_rates(period.rates), tiers
 
 
 def _input_total(counts: Mapping[str, int]) -> int:

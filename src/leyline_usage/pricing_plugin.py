@@ -8,11 +8,9 @@ bundled ones.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from leyline_usage.config import Config
-from leyline_usage.entry import TOKEN_KEYS
 from leyline_usage.errors import PricingError
 from leyline_usage.hookspecs import hookimpl
 from leyline_usage.pricing import ModelPrices, PriceTable, bundled_table_paths
@@ -53,18 +51,12 @@ def leyline_usage_configure(config: Config) -> None:
 
 
 @hookimpl(trylast=True)
-def leyline_usage_cost(entry: dict[str, Any]) -> Decimal | None:
+def leyline_usage_cost(entry: dict[str, Any]) -> float | None:
     """Price an entry from the TOML tables, or return None for an unknown model."""
     model = entry.get("model")
-    if not isinstance(model, str) or not model:
+    if type(model) is not str or not model:
         return None
-    counts = {key: entry[key] for key in TOKEN_KEYS if key in entry}
-    if not counts:
-        return None
-    timestamp = entry.get("timestamp", "")
-    try:
-        when = date.fromisoformat(timestamp[:10])
-    except (TypeError, ValueError):
-        when = date.today()
-    quote = price_table().quote(model, when, counts)
-    return None if quote is None else quote.cost
+    timestamp = entry.get("timestamp")
+    day = timestamp[:10] if type(timestamp) is str else date.today().isoformat()
+    # The entry itself maps token kinds to counts, as the table expects.
+    return price_table().fast_cost(model, day, entry)

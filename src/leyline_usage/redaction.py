@@ -70,11 +70,19 @@ def redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 @hookimpl(trylast=True)
 def leyline_usage_enrich(entry: dict[str, Any], metadata: dict[str, Any]) -> None:
     """Replace credential values in the metadata; runs after other enrichers."""
-    if metadata:
-        redacted = redact(metadata)
-        if redacted is not metadata:
-            metadata.clear()
-            metadata.update(redacted)
+    # Flat metadata without secret keys, the common case, needs no copy.
+    for key, value in metadata.items():
+        if is_secret_key(key) or isinstance(value, _CONTAINERS):
+            break
+    else:
+        return
+    redacted = redact(metadata)
+    if redacted is not metadata:
+        metadata.clear()
+        metadata.update(redacted)
