@@ -24,3 +24,13 @@ def log_after_barrier(storage: str, service: str, barrier: Any, results: Any) ->
     entry = logger.log_usage("start", tokens=1)
     assert entry is not None
     results.put(entry["session_id"])
+
+
+def log_sequence_batched(storage: str, service: str, worker: int, count: int) -> None:
+    """Log ``count`` numbered entries from one process inside ``batch()``."""
+    logger = UsageLogger(service, storage_dir=Path(storage), strict=True)
+    with logger.batch(max_entries=250):
+        for number in range(count):
+            logger.log_usage(
+                "step", tokens=number, metadata={"worker": worker, "seq": number}
+            )

@@ -145,16 +145,12 @@ def _cache_writes(
 
 def breakdown_total(counts: Mapping[str, int]) -> int:
     """Return the total tokens of a breakdown (the split is part of the write total)."""
-    return sum(counts.get(key, 0) for key in _TOTAL_KEYS)
-
-
-# The 5-minute and 1-hour split is part of cache_write_tokens, so not summed.
-_TOTAL_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)
+    return (
+        counts.get("input_tokens", 0)
+        + counts.get("output_tokens", 0)
+        + counts.get("cache_read_tokens", 0)
+        + counts.get("cache_write_tokens", 0)
+    )
 
 
 class _Timestamps:

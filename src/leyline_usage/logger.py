@@ -7,10 +7,12 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from leyline_usage.batching import DEFAULT_MAX_DELAY, DEFAULT_MAX_ENTRIES, Batch
 from leyline_usage.config import ConfigError
 from leyline_usage.entry import (
     Entry,
@@ -112,6 +114,7 @@ class UsageLogger:
         self._offline_session: str | None = None
         self._plugins = manager
         self._hook_set = HookSet(manager)
+        self._batch: Batch | None = None
 
     def __repr__(self) -> str:
         return f"UsageLogger({self.service!r}, storage_dir={str(self.storage_dir)!r})"
@@ -237,6 +240,9 @@ class UsageLogger:
         line = encode_entry(entry, self.strict)
         if len(line) > self.max_entry_bytes:
             self._reject_oversized(entry, line)
+        if self._batch is not None:
+            self._batch.add(line, entry)
+            return entry
         try:
             self._appender.append(line)
         except (StorageError, OSError) as exc:
@@ -245,6 +251,42 @@ class UsageLogger:
         if hooks.sinks:
             self._send_to_sinks(hooks, [entry])
         return entry
+
+    @contextmanager
+    def batch(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_delay: float = DEFAULT_MAX_DELAY,
+    ) -> Iterator[Batch]:
+        """Buffer this logger's entries and write them many at a time.
+
+        Entries are written under one lock acquisition when ``max_entries``
+        are buffered, when the oldest is ``max_delay`` seconds old, when the
+        block ends, and at interpreter exit. A nested ``batch()`` joins the
+        outer one. ``log_usage`` still validates and returns each entry at
+        once; a storage failure at flush time drops and counts the entries,
+        or with ``strict=True`` raises at the next call.
+        """
+        if self._batch is not None:
+            yield self._batch
+            return
+        batch = Batch(self._write_encoded, max_entries, max_delay)
+        self._batch = batch
+        try:
+            yield batch
+        finally:
+            self._batch = None
+            batch.close()
+
+    def _write_encoded(self, data: bytes, entries: Sequence[Entry]) -> None:
+        try:
+            self._appender.append(data)
+        except (StorageError, OSError) as exc:
+            self._drop(exc, len(entries))
+            return
+        hooks = self._hooks()
+        if hooks.sinks:
+            self._send_to_sinks(hooks, entries)
 
     def track(
         self,
