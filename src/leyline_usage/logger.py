@@ -30,13 +30,9 @@ from leyline_usage.plugins import HookSet, plugin_manager
 from leyline_usage.query import (
     DEFAULT_FALLBACK_RATE,
     Pricer,
-    cutoff_timestamp,
-    recent_errors,
-    session_totals,
-    since,
-    summarize,
 )
-from leyline_usage.reader import ReadStats, iter_entries
+from leyline_usage.reader import iter_entries
+from leyline_usage.service_queries import ServiceQueries
 from leyline_usage.session import (
     DEFAULT_TIMEOUT,
     SESSION_ID_ENV,
@@ -55,7 +51,7 @@ _ENRICH_ARGUMENTS = ("entry", "metadata")
 _WARNING_INTERVAL = 60.0
 
 
-class UsageLogger:
+class UsageLogger(ServiceQueries):
     """Session-aware usage logger for one service, writing ``{service}.jsonl``.
 
     Many processes may log to the same service at once. By default a failure
@@ -430,68 +426,6 @@ class UsageLogger:
             self._last_warning = now
             _log.warning(message, *args)
 
-    # -- queries ---------------------------------------------------------
-
-    def iter_entries(self) -> Iterator[Entry]:
-        """Yield every readable entry of this service, in file order.
-
-        Unreadable lines are skipped; their count is in :attr:`skipped_lines`
-        once the iteration finishes.
-        """
-        stats = ReadStats()
-        yield from iter_entries([self.log_file], stats)
-        self.skipped_lines = stats.skipped_lines
-
-    def get_recent_operations(self, hours: float = 24) -> list[Entry]:
-        """Return the entries of the last ``hours`` hours, oldest first."""
-        return list(
-            since(
-                self.iter_entries(),
-                cutoff_timestamp(_non_negative("hours", hours) * 3600),
-            )
-        )
-
-    def get_usage_summary(self, days: float = 7) -> dict[str, Any]:
-        """Return totals over the last ``days`` days: operations, tokens and cost."""
-        cutoff = cutoff_timestamp(_non_negative("days", days) * 86400)
-        summary = summarize(since(self.iter_entries(), cutoff), self.pricer)
-        summary["skipped_lines"] = self.skipped_lines
-        return summary
-
-    def get_recent_errors(self, count: int = 10) -> list[Entry]:
-        """Return the last ``count`` failed entries, newest first."""
-        return recent_errors(self.iter_entries(), check_token_count("count", count))
-
-    def get_session_operations(self, session_id: str | None = None) -> list[Entry]:
-        """Return the entries of ``session_id`` (default: the current session)."""
-        target = session_id or self._active_session()
-        return [
-            entry for entry in self.iter_entries() if entry.get("session_id") == target
-        ]
-
-    def get_session_stats(self, session_id: str | None = None) -> dict[str, Any]:
-        """Return the statistics of ``session_id`` (default: the current session)."""
-        target = session_id or self._active_session()
-        entries = (
-            entry for entry in self.iter_entries() if entry.get("session_id") == target
-        )
-        stats = session_totals(entries, self.pricer)
-        return stats.get(str(target)) or {
-            "session_id": target,
-            **summarize((), self.pricer),
-        }
-
-    def list_sessions(self) -> list[dict[str, Any]]:
-        """Return statistics for every session in this service's log, oldest first."""
-        return list(session_totals(self.iter_entries(), self.pricer).values())
-
-    @property
-    def pricer(self) -> Pricer:
-        """The pricer of summaries: stored cost, cost models, then the fallback rate."""
-        if self._pricer is None:
-            self._pricer = Pricer(self._fallback_rate)
-        return self._pricer
-
     def _active_session(self) -> str | None:
         if self._explicit_session is not None:
             return self._explicit_session
@@ -505,12 +439,6 @@ def _check_cost(cost: object) -> float:
     if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"cost_usd must be finite and non-negative, got {cost!r}")
     return value
-
-
-def _non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
 
 
 def _first(explicit: int | None, adapted: int | None) -> int | None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from leyline_usage.entry import Entry, format_timestamp
 from leyline_usage.plugins import plugin_manager
+from leyline_usage.pricing import bundled_table_paths
 
 # The original leyline logger's flat estimate, USD per million tokens.
 DEFAULT_FALLBACK_RATE = Decimal("0.50")
@@ -38,6 +41,26 @@ class Pricer:
             )
         self.fallback_per_token = float(rate) / 1_000_000
         self._hook = plugin_manager().hook.leyline_usage_cost
+
+    def fingerprint(self) -> str:
+        """Return a digest of everything that decides prices, for cached costs."""
+        manager = plugin_manager()
+        config = manager.config
+        parts = [repr(self.fallback_per_token), str(config.error)]
+        parts += sorted(name for name, _, _ in manager.impls("leyline_usage_cost"))
+        files = {
+            *bundled_table_paths(),
+            *(Path(m.table) for m in config.pricing_models),
+        }
+        if config.path is not None:
+            files.add(config.path)
+        for path in sorted(files):
+            try:
+                status = path.stat()
+                parts.append(f"{path}:{status.st_mtime_ns}:{status.st_size}")
+            except OSError:
+                parts.append(f"{path}:missing")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def price(self, entry: Entry) -> tuple[float, bool]:
         """Return ``(cost in USD, priced)``; priced is False for a fallback estimate."""
@@ -72,6 +95,11 @@ class Totals:
 
     def add(self, entry: Entry, pricer: Pricer) -> None:
         """Count one entry."""
+        cost, priced = pricer.price(entry)
+        self.add_priced(entry, cost, priced)
+
+    def add_priced(self, entry: Entry, cost: float, priced: bool) -> None:
+        """Count one entry whose cost is already known."""
         self.operations += 1
         if entry.get("success") is True:
             self.successes += 1
@@ -85,7 +113,6 @@ class Totals:
             value = entry.get(key)
             if type(value) is int:
                 self.by_kind[key] += value
-        cost, priced = pricer.price(entry)
         self.cost += cost
         if not priced:
             self.unpriced += 1
@@ -97,6 +124,43 @@ class Totals:
             self.first = timestamp
         if self.last is None or timestamp > self.last:
             self.last = timestamp
+
+    def merge(self, other: Totals) -> None:
+        """Add ``other``'s counts to these."""
+        self.operations += other.operations
+        self.successes += other.successes
+        self.tokens += other.tokens
+        self.duration += other.duration
+        self.cost += other.cost
+        self.unpriced += other.unpriced
+        for key, value in other.by_kind.items():
+            self.by_kind[key] += value
+        for model, cost in other.cost_by_model.items():
+            self.cost_by_model[model] = self.cost_by_model.get(model, 0.0) + cost
+        if other.first is not None and (self.first is None or other.first < self.first):
+            self.first = other.first
+        if other.last is not None and (self.last is None or other.last > self.last):
+            self.last = other.last
+
+    def to_state(self) -> list[Any]:
+        """Return the totals as JSON-ready values, for the index file."""
+        return [
+            self.operations, self.successes, self.tokens, self.duration, self.cost,
+            self.unpriced, self.by_kind, self.cost_by_model, self.first, self.last,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> Totals:
+        """Rebuild totals saved by :meth:`to_state`."""
+        totals = cls()
+        (
+            totals.operations, totals.successes, totals.tokens, totals.duration,
+            totals.cost, totals.unpriced, by_kind, cost_by_model, totals.first,
+            totals.last,
+        ) = state  # fmt: skip
+        totals.by_kind = {key: int(by_kind.get(key, 0)) for key in _COUNTED}
+        totals.cost_by_model = {str(k): float(v) for k, v in cost_by_model.items()}
+        return totals
 
     def as_dict(self) -> dict[str, Any]:
         """Return the totals under the keys of the usage summary."""

@@ -26,27 +26,30 @@ class ReadStats:
 
 
 def iter_entries(
-    paths: Iterable[Path], stats: ReadStats | None = None
+    paths: Iterable[Path], stats: ReadStats | None = None, start: int = 0
 ) -> Iterator[Entry]:
     """Yield the entries of each log in ``paths``, in file order.
 
     Blank lines, lines that are not a JSON object, and objects without a string
     ``timestamp`` are skipped and counted in ``stats``; a missing file reads as
-    empty. Memory use does not grow with the file.
+    empty. Memory use does not grow with the file. ``start`` is a byte offset,
+    at a line boundary, where reading of each file begins.
     """
     if stats is None:
         stats = ReadStats()
     for path in paths:
-        yield from _iter_file(path, stats)
+        yield from _iter_file(path, stats, start)
 
 
-def _iter_file(path: Path, stats: ReadStats) -> Iterator[Entry]:
+def _iter_file(path: Path, stats: ReadStats, start: int) -> Iterator[Entry]:
     try:
         fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return
     loads = orjson.loads
     with os.fdopen(fd, "rb", buffering=1 << 20) as file:
+        if start:
+            file.seek(start)
         for line in file:
             stats.lines += 1
             try:

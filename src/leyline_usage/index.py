@@ -1,0 +1,373 @@
+"""Incremental aggregates of a log, kept in a sidecar file beside it.
+
+A summary over months of entries should not parse months of entries each time.
+The index stores totals per hour of entry time, per session, and the offsets
+of failed entries, together with how far into the log they reach. The next
+query parses only the bytes appended since then.
+
+The index file ``.{log name}.index`` is a cache: it is rebuilt from the log
+whenever it is missing, unreadable, written by another version, made with
+other prices, or no longer matches the log (a different inode, a log shorter
+than the indexed offset, or different bytes just before that offset, as after
+a truncation or a replacement). It never changes the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from leyline_usage.entry import Entry
+from leyline_usage.paths import FILE_MODE
+from leyline_usage.query import Pricer, Totals
+
+_log = logging.getLogger("leyline_usage")
+
+INDEX_VERSION = 1
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_CHUNK = 1 << 20
+# Bytes before the indexed offset that must still match for the index to apply.
+_CHECK_BYTES = 256
+# Hour buckets are keyed by the first 13 characters of the timestamp.
+_HOUR = 13
+
+
+@dataclass
+class Bucket:
+    """The totals of one hour and the byte range its entries lie in."""
+
+    totals: Totals = field(default_factory=Totals)
+    start: int = -1
+    end: int = 0
+
+
+@dataclass
+class SessionTotals:
+    """The totals of one session and the services it was seen in."""
+
+    totals: Totals = field(default_factory=Totals)
+    services: set[str] = field(default_factory=set)
+
+
+@dataclass
+class LogIndex:
+    """Aggregates of one log file up to ``offset``."""
+
+    identity: tuple[int, int] = (0, 0)
+    offset: int = 0
+    check: str = ""
+    fingerprint: str = ""
+    lines: int = 0
+    skipped_lines: int = 0
+    hours: dict[str, Bucket] = field(default_factory=dict)
+    sessions: dict[str, SessionTotals] = field(default_factory=dict)
+    errors: list[int] = field(default_factory=list)
+    # A last line without its newline: parsed for each query, never saved,
+    # because its writer may still be completing it.
+    tail: list[Entry] = field(default_factory=list)
+    tail_skipped: int = 0
+
+    def all_skipped(self) -> int:
+        """Return the count of unreadable lines, the unfinished last line included."""
+        return self.skipped_lines + self.tail_skipped
+
+
+def index_path(log: Path) -> Path:
+    """Return where the index of ``log`` is kept."""
+    return log.with_name(f".{log.name}.index")
+
+
+def load_index(log: Path, pricer: Pricer) -> LogIndex:
+    """Return the index of ``log``, brought up to date with its current end.
+
+    A missing log gives an empty index. The updated index is saved when the
+    directory allows it; a failure to save only costs the next query time.
+    """
+    fingerprint = pricer.fingerprint()
+    try:
+        fd = os.open(log, _READ_FLAGS)
+    except FileNotFoundError:
+        return LogIndex(fingerprint=fingerprint)
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        status = os.fstat(fd)
+        identity = (status.st_dev, status.st_ino)
+        saved = _read_saved(index_path(log))
+        index = LogIndex(identity=identity, fingerprint=fingerprint)
+        if _still_valid(saved, fd, identity, status.st_size, fingerprint):
+            assert saved is not None
+            index = saved
+        before = index.offset
+        pending = _extend(index, file, pricer)
+        index.check = _check_digest(fd, index.offset)
+    _parse_tail(index, pending)
+    if index.offset != before:
+        _save(index_path(log), index)
+    return index
+
+
+def _still_valid(
+    index: LogIndex | None,
+    fd: int,
+    identity: tuple[int, int],
+    size: int,
+    fingerprint: str,
+) -> bool:
+    if index is None:
+        return False
+    return (
+        index.identity == identity
+        and index.fingerprint == fingerprint
+        and index.offset <= size
+        and index.check == _check_digest(fd, index.offset)
+    )
+
+
+def _check_digest(fd: int, offset: int) -> str:
+    start = max(offset - _CHECK_BYTES, 0)
+    return hashlib.sha256(os.pread(fd, offset - start, start)).hexdigest()
+
+
+def _parse_tail(index: LogIndex, pending: bytes) -> None:
+    if not pending.strip():
+        index.tail_skipped = 1 if pending else 0
+        return
+    try:
+        entry = orjson.loads(pending)
+    except orjson.JSONDecodeError:
+        index.tail_skipped = 1
+        return
+    if type(entry) is dict and type(entry.get("timestamp")) is str:
+        index.tail = [entry]
+    else:
+        index.tail_skipped = 1
+
+
+def _extend(index: LogIndex, file: Any, pricer: Pricer) -> bytes:
+    """Parse the complete lines after ``index.offset`` into the index.
+
+    Return the bytes after the last newline, which are not indexed.
+    """
+    file.seek(index.offset)
+    offset = index.offset
+    pending = b""
+    while True:
+        chunk = file.read(_CHUNK)
+        if not chunk:
+            break
+        data = pending + chunk
+        last_newline = data.rfind(b"\n")
+        if last_newline < 0:
+            pending = data
+            continue
+        complete = data[: last_newline + 1]
+        pending = data[last_newline + 1 :]
+        _add_lines(index, complete, offset, pricer)
+        offset += len(complete)
+    index.offset = offset
+    return pending
+
+
+def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
+    loads = orjson.loads
+    hours = index.hours
+    sessions = index.sessions
+    position = 0
+    for line in data.splitlines(keepends=True):
+        start = base + position
+        position += len(line)
+        index.lines += 1
+        try:
+            entry = loads(line)
+        except orjson.JSONDecodeError:
+            index.skipped_lines += 1
+            continue
+        if type(entry) is not dict or type(entry.get("timestamp")) is not str:
+            index.skipped_lines += 1
+            continue
+        cost, priced = pricer.price(entry)
+        hour = entry["timestamp"][:_HOUR]
+        bucket = hours.get(hour)
+        if bucket is None:
+            bucket = hours[hour] = Bucket(start=start)
+        bucket.totals.add_priced(entry, cost, priced)
+        bucket.end = base + position
+        session_id = str(entry.get("session_id"))
+        session = sessions.get(session_id)
+        if session is None:
+            session = sessions[session_id] = SessionTotals()
+        session.totals.add_priced(entry, cost, priced)
+        session.services.add(str(entry.get("service")))
+        if entry.get("success") is False:
+            index.errors.append(start)
+
+
+def summary_since(log: Path, index: LogIndex, cutoff: str, pricer: Pricer) -> Totals:
+    """Return the totals of entries at or after ``cutoff`` from the index.
+
+    Hours wholly after the cutoff come from the index; the cutoff's own hour
+    is read again from its byte range and filtered entry by entry.
+    """
+    totals = Totals()
+    for entry in index.tail:
+        if entry["timestamp"] >= cutoff:
+            totals.add(entry, pricer)
+    boundary = cutoff[:_HOUR]
+    for hour, bucket in index.hours.items():
+        if hour > boundary:
+            totals.merge(bucket.totals)
+        elif hour == boundary:
+            for entry in read_range(log, bucket.start, bucket.end):
+                if (
+                    entry["timestamp"][:_HOUR] == boundary
+                    and entry["timestamp"] >= cutoff
+                ):
+                    totals.add(entry, pricer)
+    return totals
+
+
+def recent_failures(log: Path, index: LogIndex, count: int) -> list[Entry]:
+    """Return the last ``count`` failed entries, newest first."""
+    failed = [e for e in index.tail if e.get("success") is False]
+    wanted = max(count - len(failed), 0)
+    offsets = index.errors[-wanted:] if wanted else []
+    entries = read_at(log, offsets) + failed
+    return list(reversed(entries[-count:])) if count else []
+
+
+def session_stats(index: LogIndex, pricer: Pricer) -> dict[str, SessionTotals]:
+    """Return the per-session totals, the unfinished last line included."""
+    if not index.tail:
+        return index.sessions
+    sessions = dict(index.sessions)
+    for entry in index.tail:
+        session_id = str(entry.get("session_id"))
+        current = sessions.get(session_id)
+        merged = SessionTotals()
+        if current is not None:
+            merged.totals.merge(current.totals)
+            merged.services |= current.services
+        merged.totals.add(entry, pricer)
+        merged.services.add(str(entry.get("service")))
+        sessions[session_id] = merged
+    return sessions
+
+
+def first_offset_since(index: LogIndex, cutoff: str) -> int:
+    """Return a byte offset before which no entry at or after ``cutoff`` lies."""
+    boundary = cutoff[:_HOUR]
+    starts = [b.start for hour, b in index.hours.items() if hour >= boundary]
+    return min(starts, default=index.offset)
+
+
+def read_range(log: Path, start: int, end: int) -> Iterator[Entry]:
+    """Yield the valid entries between two line-boundary offsets of ``log``."""
+    try:
+        fd = os.open(log, _READ_FLAGS)
+    except FileNotFoundError:
+        return
+    with os.fdopen(fd, "rb") as file:
+        file.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            line = file.readline(remaining)
+            if not line:
+                break
+            remaining -= len(line)
+            with contextlib.suppress(orjson.JSONDecodeError):
+                entry = orjson.loads(line)
+                if type(entry) is dict and type(entry.get("timestamp")) is str:
+                    yield entry
+
+
+def read_at(log: Path, offsets: list[int]) -> list[Entry]:
+    """Return the entries that start at ``offsets``."""
+    entries: list[Entry] = []
+    try:
+        fd = os.open(log, _READ_FLAGS)
+    except FileNotFoundError:
+        return entries
+    with os.fdopen(fd, "rb") as file:
+        for offset in offsets:
+            file.seek(offset)
+            with contextlib.suppress(orjson.JSONDecodeError):
+                entries.append(orjson.loads(file.readline()))
+    return entries
+
+
+def _read_saved(path: Path) -> LogIndex | None:
+    try:
+        fd = os.open(path, _READ_FLAGS)
+        with os.fdopen(fd, "rb") as file:
+            state = orjson.loads(file.read())
+        return _from_state(state)
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        _log.debug("ignoring unreadable index %s: %s", path, exc)
+        return None
+
+
+def _save(path: Path, index: LogIndex) -> None:
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(temporary, flags, FILE_MODE)
+        with os.fdopen(fd, "wb") as file:
+            file.write(orjson.dumps(_to_state(index)))
+        os.replace(temporary, path)
+    except OSError as exc:
+        _log.debug("cannot save index %s: %s", path, exc)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def _to_state(index: LogIndex) -> dict[str, Any]:
+    return {
+        "version": INDEX_VERSION,
+        "identity": list(index.identity),
+        "offset": index.offset,
+        "check": index.check,
+        "fingerprint": index.fingerprint,
+        "lines": index.lines,
+        "skipped_lines": index.skipped_lines,
+        "hours": {
+            hour: [b.totals.to_state(), b.start, b.end]
+            for hour, b in index.hours.items()
+        },
+        "sessions": {
+            sid: [s.totals.to_state(), sorted(s.services)]
+            for sid, s in index.sessions.items()
+        },
+        "errors": index.errors,
+    }
+
+
+def _from_state(state: dict[str, Any]) -> LogIndex | None:
+    if state.get("version") != INDEX_VERSION:
+        return None
+    return LogIndex(
+        identity=(int(state["identity"][0]), int(state["identity"][1])),
+        offset=int(state["offset"]),
+        check=str(state["check"]),
+        fingerprint=str(state["fingerprint"]),
+        lines=int(state["lines"]),
+        skipped_lines=int(state["skipped_lines"]),
+        hours={
+            hour: Bucket(Totals.from_state(totals), int(start), int(end))
+            for hour, (totals, start, end) in state["hours"].items()
+        },
+        sessions={
+            sid: SessionTotals(Totals.from_state(totals), set(services))
+            for sid, (totals, services) in state["sessions"].items()
+        },
+        errors=[int(offset) for offset in state["errors"]],
+    )

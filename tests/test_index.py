@@ -1,0 +1,192 @@
+"""The incremental index gives the answers of a full scan, however the log changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_queries import make_random_log
+
+from leyline_usage import UsageLogger
+from leyline_usage.index import index_path
+from leyline_usage.query import (
+    Pricer,
+    cutoff_timestamp,
+    recent_errors,
+    session_totals,
+    since,
+    summarize,
+)
+from leyline_usage.reader import ReadStats, iter_entries
+
+NUMERIC = (
+    "total_operations", "total_tokens", "failed_operations", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_tokens", "unpriced_operations",
+)  # fmt: skip
+
+
+def full_scan(log: Path, days: float = 7) -> dict[str, Any]:
+    stats = ReadStats()
+    entries = list(iter_entries([log], stats))
+    summary = summarize(since(entries, cutoff_timestamp(days * 86400)), Pricer())
+    summary["skipped_lines"] = stats.skipped_lines
+    summary["errors"] = recent_errors(entries, 10)
+    summary["sessions"] = session_totals(entries, Pricer())
+    return summary
+
+
+def assert_same(logger: UsageLogger, expected: dict[str, Any]) -> None:
+    summary = logger.get_usage_summary()
+    for key in NUMERIC:
+        assert summary[key] == expected[key], key
+    assert summary["skipped_lines"] == expected["skipped_lines"]
+    assert summary["estimated_cost"] == pytest.approx(
+        expected["estimated_cost"], abs=1e-6
+    )
+    assert summary["total_duration"] == pytest.approx(expected["total_duration"])
+    assert summary["first_timestamp"] == expected["first_timestamp"]
+    assert summary["last_timestamp"] == expected["last_timestamp"]
+    assert logger.get_recent_errors(10) == expected["errors"]
+    sessions = {s["session_id"]: s for s in logger.list_sessions()}
+    assert list(sessions) == list(expected["sessions"])
+    for session_id, stats in expected["sessions"].items():
+        assert sessions[session_id]["total_tokens"] == stats["total_tokens"]
+        assert sessions[session_id]["total_operations"] == stats["total_operations"]
+        assert sessions[session_id]["services"] == stats["services"]
+
+
+def test_index_matches_full_scan_after_appends(storage: Path) -> None:
+    make_random_log(storage, 300)
+    logger = UsageLogger("svc", storage_dir=storage)
+    assert_same(logger, full_scan(logger.log_file))
+    assert index_path(logger.log_file).exists()
+
+    make_random_log(storage, 50)
+    with open(logger.log_file, "ab") as file:
+        file.write(b"garbage line\n")
+
+    assert_same(logger, full_scan(logger.log_file))
+
+
+def test_index_reads_only_new_bytes(storage: Path) -> None:
+    make_random_log(storage, 200)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+    indexed_at = index_path(logger.log_file).stat().st_mtime_ns
+
+    logger.get_usage_summary()
+
+    assert index_path(logger.log_file).stat().st_mtime_ns == indexed_at
+
+
+def test_truncated_log_rebuilds_index(storage: Path) -> None:
+    make_random_log(storage, 200)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+    lines = logger.log_file.read_bytes().splitlines(keepends=True)
+
+    with open(logger.log_file, "r+b") as file:
+        file.truncate(sum(len(line) for line in lines[:50]))
+
+    assert logger.get_usage_summary()["total_operations"] == 50
+    assert_same(logger, full_scan(logger.log_file))
+
+
+def test_rewritten_log_same_length_rebuilds_index(storage: Path) -> None:
+    make_random_log(storage, 100)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+    data = logger.log_file.read_bytes()
+
+    # Same size and inode, different last bytes: the tokens of the last entry change.
+    changed = data.replace(b'"tokens":', b'"tokens":9', 1)
+    changed = changed[: len(data)]
+    with open(logger.log_file, "r+b") as file:
+        file.write(changed)
+
+    assert_same(logger, full_scan(logger.log_file))
+
+
+def test_replaced_log_rebuilds_index(storage: Path, tmp_path: Path) -> None:
+    make_random_log(storage, 100)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+    other = tmp_path / "other"
+    make_random_log(other, 30)
+
+    os.replace(other / "svc.jsonl", logger.log_file)
+
+    assert logger.get_usage_summary()["total_operations"] == 30
+    assert_same(logger, full_scan(logger.log_file))
+
+
+def test_unfinished_last_line_counted_each_time(storage: Path) -> None:
+    make_random_log(storage, 20)
+    logger = UsageLogger("svc", storage_dir=storage)
+    with open(logger.log_file, "ab") as file:
+        file.write(
+            b'{"timestamp": "2999-01-01T00:00:00.000000Z", "tokens": 5, "success": false}'
+        )
+
+    first = logger.get_usage_summary()
+    second = logger.get_usage_summary()
+
+    assert first["total_operations"] == second["total_operations"] == 21
+    assert logger.get_recent_errors(1)[0]["timestamp"].startswith("2999")
+    assert_same(logger, full_scan(logger.log_file))
+
+
+def test_corrupt_index_is_ignored(storage: Path) -> None:
+    make_random_log(storage, 50)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+
+    index_path(logger.log_file).write_bytes(b"\x00not an index")
+
+    assert_same(logger, full_scan(logger.log_file))
+
+
+def test_price_change_rebuilds_index(storage: Path) -> None:
+    make_random_log(storage, 50)
+    cheap = UsageLogger("svc", storage_dir=storage, fallback_rate="0.5")
+    dear = UsageLogger("svc", storage_dir=storage, fallback_rate="50")
+
+    low = cheap.get_usage_summary()["estimated_cost"]
+    high = dear.get_usage_summary()["estimated_cost"]
+
+    assert high > low
+
+
+def test_boundary_hour_filtered_exactly(storage: Path) -> None:
+    storage.mkdir(mode=0o700)
+    logger = UsageLogger("svc", storage_dir=storage)
+    cutoff = cutoff_timestamp(3600)
+    hour = cutoff[:13]
+    lines = []
+    for minute in range(60):
+        stamp = f"{hour}:{minute:02d}:00.000000Z"
+        lines.append(
+            f'{{"timestamp": "{stamp}", "session_id": "s", "service": "svc", "operation": "op", '
+            f'"tokens": 1, "success": true, "duration_seconds": 0.0, "error_type": null, '
+            f'"error_message": null, "metadata": {{}}}}\n'
+        )
+    logger.log_file.write_text("".join(lines))
+
+    summary = logger.get_usage_summary(days=1 / 24)
+    expected = sum(1 for line in lines if line[15:42] >= cutoff)
+
+    assert summary["total_operations"] == expected
+    assert len(logger.get_recent_operations(hours=1)) == expected
+
+
+def test_sample_import_through_index(storage: Path) -> None:
+    shutil.copytree(
+        Path(__file__).resolve().parents[1] / "examples" / "original-format", storage
+    )
+    logger = UsageLogger("my-service", storage_dir=storage)
+
+    assert logger.get_usage_summary(days=100_000)["total_tokens"] == 7000
+    assert logger.get_usage_summary(days=100_000)["total_tokens"] == 7000
