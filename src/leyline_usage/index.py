@@ -371,3 +371,34 @@ def _from_state(state: dict[str, Any]) -> LogIndex | None:
         },
         errors=[int(offset) for offset in state["errors"]],
     )
+
+
+def summary_of(logs: list[Path], cutoff: str, pricer: Pricer) -> tuple[Totals, int]:
+    """Return the totals since ``cutoff`` over several logs, and their skipped lines."""
+    totals = Totals()
+    skipped = 0
+    for log in logs:
+        index = load_index(log, pricer)
+        totals.merge(summary_since(log, index, cutoff, pricer))
+        skipped += index.all_skipped()
+    return totals, skipped
+
+
+def failures_of(logs: list[Path], count: int, pricer: Pricer) -> list[Entry]:
+    """Return the last ``count`` failed entries over several logs, newest first."""
+    failures: list[Entry] = []
+    for log in logs:
+        failures += recent_failures(log, load_index(log, pricer), count)
+    failures.sort(key=lambda entry: entry["timestamp"], reverse=True)
+    return failures[:count]
+
+
+def sessions_of(logs: list[Path], pricer: Pricer) -> dict[str, SessionTotals]:
+    """Return per-session totals over several logs, oldest session first."""
+    merged: dict[str, SessionTotals] = {}
+    for log in logs:
+        for session_id, found in session_stats(load_index(log, pricer), pricer).items():
+            into = merged.setdefault(session_id, SessionTotals())
+            into.totals.merge(found.totals)
+            into.services |= found.services
+    return dict(sorted(merged.items(), key=lambda item: item[1].totals.first or ""))

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from leyline_usage.cli._output import Column, emit, write_table
 from leyline_usage.entry import Entry
+from leyline_usage.index import failures_of, sessions_of, summary_of
 from leyline_usage.paths import default_storage_dir
 from leyline_usage.query import (
     Pricer,
     cutoff_timestamp,
-    recent_errors,
+    session_stats_dict,
     session_totals,
     since,
-    summarize,
 )
 from leyline_usage.reader import ReadStats, iter_entries, service_logs
 
@@ -135,9 +135,12 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     session.set_defaults(run=run_session)
 
 
+def _logs(args: argparse.Namespace) -> list[Path]:
+    return service_logs(args.dir or default_storage_dir(), args.service)
+
+
 def _entries(args: argparse.Namespace, stats: ReadStats) -> Iterator[Entry]:
-    directory = args.dir or default_storage_dir()
-    return iter_entries(service_logs(directory, args.service), stats)
+    return iter_entries(_logs(args), stats)
 
 
 def _report_skipped(stats: ReadStats) -> None:
@@ -164,12 +167,10 @@ def run_recent(args: argparse.Namespace) -> int:
 def run_summary(args: argparse.Namespace) -> int:
     """Print totals over the last ``--days`` days."""
     _require_non_negative("--days", args.days)
-    stats = ReadStats()
-    entries: Iterable[Entry] = _entries(args, stats)
-    if not args.all:
-        entries = since(entries, cutoff_timestamp(args.days * 86400))
-    summary = summarize(entries, Pricer(args.fallback_rate))
-    summary["skipped_lines"] = stats.skipped_lines
+    cutoff = "" if args.all else cutoff_timestamp(args.days * 86400)
+    totals, skipped = summary_of(_logs(args), cutoff, Pricer(args.fallback_rate))
+    summary = totals.as_dict()
+    summary["skipped_lines"] = skipped
     summary["days"] = None if args.all else args.days
     rows = [
         {"metric": k, "value": v} for k, v in summary.items() if k != "cost_by_model"
@@ -211,23 +212,20 @@ def _readable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_errors(args: argparse.Namespace) -> int:
     """Print the most recent failed operations, newest first."""
     _require_non_negative("--count", args.count)
-    stats = ReadStats()
-    entries = sorted(_entries(args, stats), key=lambda entry: entry["timestamp"])
-    rows = recent_errors(entries, args.count)
+    rows = failures_of(_logs(args), args.count, Pricer())
     emit(rows, args.format, rows, ERROR_COLUMNS)
-    _report_skipped(stats)
     return 0
 
 
 def run_sessions(args: argparse.Namespace) -> int:
     """Print every session with its totals, oldest first."""
-    stats = ReadStats()
-    sessions = list(
-        session_totals(_entries(args, stats), Pricer(args.fallback_rate)).values()
-    )
+    merged = sessions_of(_logs(args), Pricer(args.fallback_rate))
+    sessions = [
+        session_stats_dict(session_id, found.totals, found.services)
+        for session_id, found in merged.items()
+    ]
     rows = [dict(s, services=",".join(s["services"])) for s in sessions]
     emit(sessions, args.format, rows, SESSION_COLUMNS)
-    _report_skipped(stats)
     return 0
 
 
