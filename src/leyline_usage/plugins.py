@@ -150,10 +150,14 @@ def _create_manager(config: Config) -> PluginManager:
     wanted = _wanted_third_party(config)
     for entry_point in entry_points(group=PROJECT):
         _load_entry_point(manager, entry_point, wanted, config.disabled_plugins)
-    try:
-        manager.hook.leyline_usage_configure(config=config)
-    except Exception as exc:  # a plugin's own bug must not stop logging
-        _log.warning("a plugin failed to read its configuration: %s", exc)
+    # Each plugin reads its settings on its own, so that one plugin's bad
+    # settings neither stop logging nor keep the others unconfigured.
+    for name, configure, _ in manager.impls("leyline_usage_configure"):
+        try:
+            configure(config=config)
+        except Exception as exc:
+            manager.failures[name] += 1
+            _log.warning("plugin %r failed to read its configuration: %s", name, exc)
     _log.debug("loaded plugins: %s", sorted(manager.info))
     return manager
 
