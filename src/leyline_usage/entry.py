@@ -11,6 +11,7 @@ is the plain sum of the breakdown and no token is counted twice.
 
 from __future__ import annotations
 
+import datetime
 import math
 import operator
 import os
@@ -47,14 +48,20 @@ OPTIONAL_KEYS = ("model", *TOKEN_KEYS, "cost_usd", "id")
 Entry = dict[str, Any]
 
 
+# JSON readers, orjson among them, hold integers in 64 bits.
+MAX_COUNT = 2**63 - 1
+
+
 def check_token_count(name: str, value: object) -> int:
-    """Return ``value`` if it is a non-negative integer, else raise ValueError."""
+    """Return ``value`` if it is an integer from 0 to 2**63 - 1, else raise."""
     if type(value) is not int:
         if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         value = operator.index(value)
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if not 0 <= value <= MAX_COUNT:
+        raise ValueError(
+            f"{name} must be a non-negative integer below 2**63, got {value!r}"
+        )
     return value
 
 
@@ -63,7 +70,10 @@ def check_duration(value: object) -> float:
     if type(value) is not float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"duration must be a number of seconds, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ValueError(f"duration must be finite, got {value!r}") from None
     if not (value >= 0.0 and value != math.inf):
         raise ValueError(f"duration must be finite and non-negative, got {value!r}")
     return value
@@ -87,19 +97,19 @@ def token_breakdown(
     if input_tokens is not None:
         counts["input_tokens"] = (
             input_tokens
-            if type(input_tokens) is int and input_tokens >= 0
+            if type(input_tokens) is int and 0 <= input_tokens <= MAX_COUNT
             else check_token_count("input_tokens", input_tokens)
         )
     if output_tokens is not None:
         counts["output_tokens"] = (
             output_tokens
-            if type(output_tokens) is int and output_tokens >= 0
+            if type(output_tokens) is int and 0 <= output_tokens <= MAX_COUNT
             else check_token_count("output_tokens", output_tokens)
         )
     if cache_read_tokens is not None:
         counts["cache_read_tokens"] = (
             cache_read_tokens
-            if type(cache_read_tokens) is int and cache_read_tokens >= 0
+            if type(cache_read_tokens) is int and 0 <= cache_read_tokens <= MAX_COUNT
             else check_token_count("cache_read_tokens", cache_read_tokens)
         )
     if (
@@ -161,16 +171,18 @@ class _Timestamps:
     """
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # One tuple, replaced whole, so a thread never pairs one second with
+        # another second's text.
+        self._cached = (-1, "")
 
     def format(self, when: float) -> str:
         second = int(when)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, prefix)
         micros = int((when - second) * 1_000_000)
-        return f"{self._prefix}.{micros:06d}Z"
+        return f"{prefix}.{micros:06d}Z"
 
 
 format_timestamp = _Timestamps().format
@@ -205,7 +217,17 @@ def _to_text(value: object) -> str:
         return bytes(value).decode("utf-8", "backslashreplace")
     if isinstance(value, (set, frozenset)):
         return str(sorted(value, key=repr))
+    if isinstance(value, (datetime.date, datetime.time)):
+        # The text orjson writes for a datetime it encodes natively.
+        return value.isoformat()
     return str(value)
+
+
+def _key_text(key: object) -> str:
+    """Return a non-string dict key as the text orjson's OPT_NON_STR_KEYS writes."""
+    if key is None or isinstance(key, bool):
+        return orjson.dumps(key).decode()
+    return _to_text(key)
 
 
 def _reject(value: object) -> str:
@@ -240,10 +262,11 @@ def encode_entry(entry: Entry, strict: bool = False) -> bytes:
     try:
         return orjson.dumps(entry, default=_to_text, option=_LENIENT)
     except orjson.JSONEncodeError:
-        # Lone surrogates, reference cycles or excessive nesting: rebuild the
-        # metadata from plain values and try once more.
-        entry = dict(entry, metadata=sanitize(entry.get("metadata")))
-        return orjson.dumps(entry, default=_to_text, option=_LENIENT)
+        # Lone surrogates (in any text field), integers beyond 64 bits,
+        # reference cycles or excessive nesting: rebuild the entry from plain
+        # values and try once more.
+        plain = {key: sanitize(value) for key, value in entry.items()}
+        return orjson.dumps(plain, default=_to_text, option=_LENIENT)
 
 
 _MAX_DEPTH = 64
@@ -259,10 +282,12 @@ def sanitize(value: object, depth: int = 0, seen: frozenset[int] = frozenset()) 
     """
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return value if -MAX_COUNT - 1 <= value <= 2**64 - 1 else str(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else None
     if id(value) in seen:
         return "<cycle>"
     if depth >= _MAX_DEPTH:
@@ -270,9 +295,9 @@ def sanitize(value: object, depth: int = 0, seen: frozenset[int] = frozenset()) 
     inner = seen | {id(value)}
     if isinstance(value, Mapping):
         return {
-            sanitize(
-                str(k) if not isinstance(k, str) else k, depth + 1, inner
-            ): sanitize(v, depth + 1, inner)
+            sanitize(k if isinstance(k, str) else _key_text(k), depth + 1, inner): (
+                sanitize(v, depth + 1, inner)
+            )
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):

@@ -26,13 +26,12 @@ from typing import Any
 import orjson
 
 from leyline_usage.entry import Entry
-from leyline_usage.paths import FILE_MODE
+from leyline_usage.paths import FILE_MODE, open_for_reading
 from leyline_usage.query import Pricer, Totals
 
 _log = logging.getLogger("leyline_usage")
 
 INDEX_VERSION = 1
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 _CHUNK = 1 << 20
 # Bytes before the indexed offset that must still match for the index to apply.
 _CHECK_BYTES = 256
@@ -92,9 +91,8 @@ def load_index(log: Path, pricer: Pricer) -> LogIndex:
     directory allows it; a failure to save only costs the next query time.
     """
     fingerprint = pricer.fingerprint()
-    try:
-        fd = os.open(log, _READ_FLAGS)
-    except FileNotFoundError:
+    fd = open_for_reading(log)
+    if fd is None:
         return LogIndex(fingerprint=fingerprint)
     with os.fdopen(fd, "rb", buffering=0) as file:
         status = os.fstat(fd)
@@ -269,9 +267,8 @@ def first_offset_since(index: LogIndex, cutoff: str) -> int:
 
 def read_range(log: Path, start: int, end: int) -> Iterator[Entry]:
     """Yield the valid entries between two line-boundary offsets of ``log``."""
-    try:
-        fd = os.open(log, _READ_FLAGS)
-    except FileNotFoundError:
+    fd = open_for_reading(log)
+    if fd is None:
         return
     with os.fdopen(fd, "rb") as file:
         file.seek(start)
@@ -290,9 +287,8 @@ def read_range(log: Path, start: int, end: int) -> Iterator[Entry]:
 def read_at(log: Path, offsets: list[int]) -> list[Entry]:
     """Return the entries that start at ``offsets``."""
     entries: list[Entry] = []
-    try:
-        fd = os.open(log, _READ_FLAGS)
-    except FileNotFoundError:
+    fd = open_for_reading(log)
+    if fd is None:
         return entries
     with os.fdopen(fd, "rb") as file:
         for offset in offsets:
@@ -304,12 +300,12 @@ def read_at(log: Path, offsets: list[int]) -> list[Entry]:
 
 def _read_saved(path: Path) -> LogIndex | None:
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = open_for_reading(path)
+        if fd is None:
+            return None
         with os.fdopen(fd, "rb") as file:
             state = orjson.loads(file.read())
         return _from_state(state)
-    except FileNotFoundError:
-        return None
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         _log.debug("ignoring unreadable index %s: %s", path, exc)
         return None

@@ -15,6 +15,7 @@ from typing import Any
 from leyline_usage.batching import DEFAULT_MAX_DELAY, DEFAULT_MAX_ENTRIES, Batch
 from leyline_usage.config import ConfigError
 from leyline_usage.entry import (
+    MAX_COUNT,
     Entry,
     breakdown_total,
     check_duration,
@@ -197,7 +198,7 @@ class UsageLogger(ServiceQueries):
             )
         if tokens is None:
             tokens = breakdown_total(counts)
-        elif type(tokens) is not int or tokens < 0:
+        elif type(tokens) is not int or not 0 <= tokens <= MAX_COUNT:
             tokens = check_token_count("tokens", tokens)
         if type(duration) is not float or not 0.0 <= duration < math.inf:
             duration = check_duration(duration)
@@ -435,7 +436,10 @@ class UsageLogger(ServiceQueries):
 def _check_cost(cost: object) -> float:
     if isinstance(cost, bool) or not isinstance(cost, (int, float, Decimal)):
         raise ValueError(f"cost_usd must be a number, got {cost!r}")
-    value = float(cost)
+    try:
+        value = float(cost)
+    except OverflowError:
+        value = math.inf
     if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"cost_usd must be finite and non-negative, got {cost!r}")
     return value

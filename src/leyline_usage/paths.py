@@ -17,7 +17,9 @@ _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 # O_NOFOLLOW makes open() fail on a symlink planted at the final path component;
 # O_CLOEXEC keeps descriptors out of subprocesses that the host tool starts.
-_OPEN_FLAGS = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+# O_NONBLOCK keeps open() from hanging on a FIFO planted at the path; the
+# fstat check below then rejects it. Regular files ignore the flag.
+_OPEN_FLAGS = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -73,3 +75,23 @@ def _is_symlink(path: Path) -> bool:
         return stat.S_ISLNK(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def open_for_reading(path: Path) -> int | None:
+    """Open a log or index for reading, or return None if it does not exist.
+
+    Like :func:`open_private`, this refuses symlinks and anything but a
+    regular file, and never blocks on a FIFO.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if _is_symlink(path):
+            raise StorageError(path, "refusing to follow a symlink; remove it") from exc
+        raise StorageError(path, f"cannot open: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError(path, "not a regular file; remove it")
+    return fd

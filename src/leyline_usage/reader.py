@@ -11,10 +11,9 @@ from pathlib import Path
 import orjson
 
 from leyline_usage.entry import Entry
-from leyline_usage.paths import validate_service_name
+from leyline_usage.paths import open_for_reading, validate_service_name
 
 _log = logging.getLogger("leyline_usage")
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass
@@ -42,9 +41,8 @@ def iter_entries(
 
 
 def _iter_file(path: Path, stats: ReadStats, start: int) -> Iterator[Entry]:
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
+    fd = open_for_reading(path)
+    if fd is None:
         return
     loads = orjson.loads
     with os.fdopen(fd, "rb", buffering=1 << 20) as file:

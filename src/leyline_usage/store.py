@@ -3,23 +3,25 @@
 Each service has three files in the storage directory: ``{service}.jsonl`` (the
 log), ``{service}_session.json`` (session state) and ``{service}.jsonl.lock``
 (a sidecar that is locked, never written and never deleted, so every process
-always locks the same inode).
+locks the same inode). Rotated segments sit beside the log (see
+:mod:`leyline_usage.segments`).
 
 Locking uses ``fcntl.flock`` on a lock descriptor that stays open for the life of
-the process. Measured on a 2-core Linux machine, that costs about 1 µs per
-acquire and release, and a waiting writer sleeps in the kernel's queue until the
-holder releases. ``filelock.FileLock`` opens the lock file on every acquire and
-polls while it waits (about 90 µs per acquire, and up to 50 ms of idle wait under
-contention), so it is used only where ``fcntl`` does not exist.
+the process. Measured on a 2-core Linux machine, an uncontended acquire and
+release costs about 1 µs. ``filelock.FileLock`` opens the lock file on every
+acquire and polls while it waits (about 90 µs per acquire, and up to 50 ms of
+idle wait under contention), so it is used only where ``fcntl`` does not exist.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +38,14 @@ _log = logging.getLogger("leyline_usage")
 # Read access lets the torn-tail check read the last byte of the file.
 _APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT
+DEFAULT_LOCK_TIMEOUT = 10.0
+# Waits between non-blocking lock attempts grow from the first to the last.
+_FIRST_WAIT = 20e-6
+_LONGEST_WAIT = 1e-3
+
+
+class LockTimeout(StorageError):
+    """The service lock stayed held by another process past the timeout."""
 
 
 class _FileLockFallback:
@@ -44,13 +54,24 @@ class _FileLockFallback:
     def __init__(self, path: Path) -> None:
         import filelock
 
+        self.path = path
         self._lock = filelock.FileLock(str(path))
 
-    def acquire(self) -> None:
-        self._lock.acquire()
+    def acquire(self, timeout: float) -> None:
+        import filelock
+
+        try:
+            self._lock.acquire(timeout=timeout)
+        except filelock.Timeout as exc:
+            raise LockTimeout(
+                self.path, f"lock held for more than {timeout:g} s"
+            ) from exc
 
     def release(self) -> None:
         self._lock.release()
+
+    def is_current(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -60,16 +81,52 @@ class _FlockLock:
     """``flock`` on a descriptor of the sidecar lock file kept open by this process."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd = open_private(path, _LOCK_FLAGS)
 
-    def acquire(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+    def acquire(self, timeout: float) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._wait(timeout)
+
+    def _wait(self, timeout: float) -> None:
+        # Linux has no flock with a timeout, and a blocking flock cannot be
+        # interrupted from another thread; so a contended acquire polls with
+        # waits that grow from 20 µs to 1 ms. The holder keeps the lock for a
+        # few microseconds per write, so waiters rarely sleep more than once.
+        deadline = time.monotonic() + timeout
+        wait = _FIRST_WAIT
+        while True:
+            time.sleep(wait)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        self.path,
+                        f"lock held by another process for more than {timeout:g} s",
+                    ) from None
+                wait = min(wait * 2, _LONGEST_WAIT)
 
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def is_current(self) -> bool:
+        """Return True if the path still names the file this descriptor locks."""
+        try:
+            on_disk = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        mine = os.fstat(self._fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
+
     def close(self) -> None:
         os.close(self._fd)
+
+
+Rotator = Callable[["Appender", int], bool]
 
 
 class Appender:
@@ -78,14 +135,24 @@ class Appender:
     One instance exists per log path in a process (see :func:`appender_for`).
     A thread lock guards the shared descriptors, because ``flock`` excludes
     other open file descriptions but not other threads using this one.
+
+    Under the lock, every write first checks that the log path still names
+    the file this process has open. When it does not (the log was rotated,
+    replaced, or its directory deleted), the appender opens the file now at
+    the path, and the lock file too if that was replaced, before writing.
     """
 
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.lock_path = log_path.with_name(log_path.name + ".lock")
+        self.lock_timeout = DEFAULT_LOCK_TIMEOUT
+        # Called under the lock with the log's size before each write; returns
+        # True if it rotated the log (see segments.Rotation).
+        self.rotator: Rotator | None = None
         self._thread_lock = threading.Lock()
         self._lock: _FlockLock | _FileLockFallback | None = None
         self._fd = -1
+        self._identity = (0, 0)
         # Size of the log right after this process's last write. When the size
         # under the lock still equals it, the file ends with our own newline and
         # the torn-tail check can skip its read.
@@ -95,27 +162,38 @@ class Appender:
     def locked(self) -> Iterator[None]:
         """Hold the service lock (thread and process) for the duration of the block."""
         with self._thread_lock:
-            lock = self._lock if self._lock is not None else self._open()
-            lock.acquire()
+            self._acquire()
             try:
                 yield
             finally:
-                lock.release()
+                self._release()
 
     def append(self, data: bytes) -> None:
         """Write ``data`` (one or more complete lines) with a single ``os.write``."""
         with self._thread_lock:
-            lock = self._lock if self._lock is not None else self._open()
-            lock.acquire()
+            self._acquire()
             try:
                 self._write_locked(data)
             finally:
-                lock.release()
+                self._release()
+
+    def append_built(self, build: Callable[[bytes | None], bytes]) -> None:
+        """Write the lines ``build`` returns when given the log's last line.
+
+        ``build`` runs under the lock, so what it writes can depend on the line
+        before it (the hash chain). It receives None for an empty log.
+        """
+        with self._thread_lock:
+            self._acquire()
+            try:
+                size = self._current_size()
+                last = self._last_line(size) if size > 0 else None
+                self._write_locked(build(last), size)
+            finally:
+                self._release()
 
     def append_locked(self, data: bytes) -> None:
         """Write ``data`` while the caller already holds :meth:`locked`."""
-        if self._fd < 0:
-            self._open()
         self._write_locked(data)
 
     def close(self) -> None:
@@ -123,9 +201,68 @@ class Appender:
         with self._thread_lock:
             self._close()
 
-    def _write_locked(self, data: bytes) -> None:
+    def size_locked(self) -> int:
+        """Return the size of the current log; the caller holds the lock."""
+        return self._current_size()
+
+    def _acquire(self) -> None:
+        lock = self._lock
+        if lock is None:
+            lock = self._open_lock()
+        lock.acquire(self.lock_timeout)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def _open_lock(self) -> _FlockLock | _FileLockFallback:
+        ensure_storage_dir(self.log_path.parent)
+        lock = (
+            _FlockLock(self.lock_path) if fcntl else _FileLockFallback(self.lock_path)
+        )
+        self._lock = lock
+        return lock
+
+    def _current_size(self) -> int:
+        """Return the log's size, first moving to the file now at the path."""
+        try:
+            status = os.stat(self.log_path, follow_symlinks=False)
+        except FileNotFoundError:
+            status = None
+        if (
+            status is None
+            or (status.st_dev, status.st_ino) != self._identity
+            or self._fd < 0
+        ):
+            return self._reopen_locked()
+        return status.st_size
+
+    def _reopen_locked(self) -> int:
+        # The directory may have been deleted and made again, with a new lock
+        # file that other processes now lock: holding the old one would let
+        # them in at the same time, so the lock moves first.
+        lock = self._lock
+        assert lock is not None
+        if not lock.is_current():
+            lock.release()
+            lock.close()
+            self._lock = None
+            self._open_lock().acquire(self.lock_timeout)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._fd = open_private(self.log_path, _APPEND_FLAGS)
+        status = os.fstat(self._fd)
+        self._identity = (status.st_dev, status.st_ino)
+        self._end = -1
+        return status.st_size
+
+    def _write_locked(self, data: bytes, size: int | None = None) -> None:
+        if size is None:
+            size = self._current_size()
+        if self.rotator is not None and self.rotator(self, size + len(data)):
+            size = self._reopen_locked()
         fd = self._fd
-        size = os.lseek(fd, 0, os.SEEK_END)
         if size != self._end and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
             # A writer died mid-line. Starting on a fresh line keeps the torn
             # fragment from swallowing this entry; readers skip the fragment.
@@ -136,25 +273,31 @@ class Appender:
             while written < len(data):
                 written += os.write(fd, data[written:])
         except OSError as exc:
+            # After a short write (a full disk, a file size limit) the log may
+            # end inside this entry: readers skip that fragment, and the next
+            # write starts a fresh line.
             self._end = -1
             raise StorageError(
                 self.log_path, f"append failed: {exc.strerror or exc}"
             ) from exc
         self._end = size + written
 
-    def _open(self) -> _FlockLock | _FileLockFallback:
-        ensure_storage_dir(self.log_path.parent)
-        lock = (
-            _FlockLock(self.lock_path) if fcntl else _FileLockFallback(self.lock_path)
-        )
-        try:
-            self._fd = open_private(self.log_path, _APPEND_FLAGS)
-        except BaseException:
-            lock.close()
-            raise
-        self._lock = lock
-        self._end = -1
-        return lock
+    def _last_line(self, size: int) -> bytes | None:
+        """Return the log's last complete line without its newline."""
+        fd = self._fd
+        if os.pread(fd, 1, size - 1) != b"\n":
+            return None
+        chunk = 4096
+        end = size - 1
+        start = end
+        while start > 0:
+            start = max(end - chunk, 0)
+            data = os.pread(fd, end - start, start)
+            newline = data.rfind(b"\n")
+            if newline >= 0:
+                return os.pread(fd, end - (start + newline + 1), start + newline + 1)
+            chunk *= 2
+        return os.pread(fd, end, 0)
 
     def _close(self) -> None:
         if self._fd >= 0:
@@ -163,6 +306,7 @@ class Appender:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+        self._identity = (0, 0)
 
     def _reset_after_fork(self) -> None:
         # The child shares the parent's open file descriptions, and flock treats
@@ -170,7 +314,8 @@ class Appender:
         # could write while the parent holds the lock. A thread of the parent may
         # also have held the thread lock at fork time, so it is replaced.
         self._thread_lock = threading.Lock()
-        self._close()
+        with contextlib.suppress(OSError):
+            self._close()
 
 
 _appenders: dict[Path, Appender] = {}
