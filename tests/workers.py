@@ -34,3 +34,23 @@ def log_sequence_batched(storage: str, service: str, worker: int, count: int) ->
             logger.log_usage(
                 "step", tokens=number, metadata={"worker": worker, "seq": number}
             )
+
+
+def log_sequence_rotating(storage: str, service: str, worker: int, count: int) -> None:
+    """Log ``count`` numbered entries from one process into a log that rotates often."""
+    logger = UsageLogger(
+        service, storage_dir=Path(storage), strict=True, rotate_bytes=20_000
+    )
+    for number in range(count):
+        logger.log_usage(
+            "step", tokens=number, metadata={"worker": worker, "seq": number}
+        )
+
+
+def log_sequence_chained(storage: str, service: str, worker: int, count: int) -> None:
+    """Log ``count`` numbered entries from one process with the hash chain on."""
+    logger = UsageLogger(service, storage_dir=Path(storage), strict=True, chain=True)
+    for number in range(count):
+        logger.log_usage(
+            "step", tokens=number, metadata={"worker": worker, "seq": number}
+        )

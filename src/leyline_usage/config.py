@@ -20,6 +20,7 @@ import tomli_w
 
 from leyline_usage.errors import PricingError
 from leyline_usage.pricing import ModelPrices, parse_models, read_table
+from leyline_usage.segments import parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +42,9 @@ class Config:
     data: dict[str, Any] = field(default_factory=dict)
     session_timeout: float | None = None
     fallback_rate: Decimal | None = None
+    chain: bool = False
+    rotate_bytes: int | None = None
+    rotate_age: float | None = None
     enabled_plugins: list[str] | None = None
     disabled_plugins: list[str] = field(default_factory=list)
     pricing_models: list[ModelPrices] = field(default_factory=list)
@@ -92,6 +96,16 @@ def parse_config(path: Path) -> Config:
     config.session_timeout = _number(logging_section, "session_timeout", path, text)
     rate = _number(logging_section, "fallback_rate", path, text)
     config.fallback_rate = None if rate is None else Decimal(str(rate))
+    chain = logging_section.get("chain", False)
+    if not isinstance(chain, bool):
+        raise ConfigError(
+            f"{path}, line {_line_of(text, 'chain')}: logging.chain: "
+            f"must be true or false, got {chain!r}"
+        )
+    config.chain = chain
+    rotate_bytes = _number(logging_section, "rotate_bytes", path, text)
+    config.rotate_bytes = None if rotate_bytes is None else int(rotate_bytes)
+    config.rotate_age = _duration(logging_section, "rotate_age", path, text)
     plugins = _table(data, "plugins", path, text)
     config.enabled_plugins = _names(plugins, "enabled", path, text)
     config.disabled_plugins = _names(plugins, "disabled", path, text) or []
@@ -116,6 +130,18 @@ def _number(section: dict[str, Any], key: str, path: Path, text: str) -> float |
             f"must be a non-negative number, got {value!r}"
         )
     return float(value)
+
+
+def _duration(section: dict[str, Any], key: str, path: Path, text: str) -> float | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path}, line {_line_of(text, key)}: logging.{key}: {exc}"
+        ) from None
 
 
 def _names(

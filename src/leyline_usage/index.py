@@ -15,9 +15,11 @@ a truncation or a replacement). It never changes the log.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ import orjson
 from leyline_usage.entry import Entry
 from leyline_usage.paths import FILE_MODE, open_for_reading
 from leyline_usage.query import Pricer, Totals
+from leyline_usage.segments import open_stream
 
 _log = logging.getLogger("leyline_usage")
 
@@ -94,17 +97,23 @@ def load_index(log: Path, pricer: Pricer) -> LogIndex:
     fd = open_for_reading(log)
     if fd is None:
         return LogIndex(fingerprint=fingerprint)
-    with os.fdopen(fd, "rb", buffering=0) as file:
+    with open_stream(log, fd) as file:
         status = os.fstat(fd)
         identity = (status.st_dev, status.st_ino)
         saved = _read_saved(index_path(log))
         index = LogIndex(identity=identity, fingerprint=fingerprint)
-        if _still_valid(saved, fd, identity, status.st_size, fingerprint):
+        if _still_valid(saved, log, fd, status, fingerprint):
             assert saved is not None
             index = saved
         before = index.offset
-        pending = _extend(index, file, pricer)
-        index.check = _check_digest(fd, index.offset)
+        try:
+            pending = _extend(index, file, pricer)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # A damaged segment: the entries before the damage are indexed.
+            _log.warning("segment %s is damaged: %s", log, exc)
+            index.skipped_lines += 1
+            pending = b""
+        index.check = _check_value(log, fd, index.offset, status)
     _parse_tail(index, pending)
     if index.offset != before:
         _save(index_path(log), index)
@@ -113,24 +122,33 @@ def load_index(log: Path, pricer: Pricer) -> LogIndex:
 
 def _still_valid(
     index: LogIndex | None,
+    log: Path,
     fd: int,
-    identity: tuple[int, int],
-    size: int,
+    status: os.stat_result,
     fingerprint: str,
 ) -> bool:
     if index is None:
         return False
-    return (
-        index.identity == identity
-        and index.fingerprint == fingerprint
-        and index.offset <= size
-        and index.check == _check_digest(fd, index.offset)
-    )
+    if index.identity != (status.st_dev, status.st_ino):
+        return False
+    if index.fingerprint != fingerprint:
+        return False
+    if not _is_compressed(log) and index.offset > status.st_size:
+        return False
+    return index.check == _check_value(log, fd, index.offset, status)
 
 
-def _check_digest(fd: int, offset: int) -> str:
+def _check_value(log: Path, fd: int, offset: int, status: os.stat_result) -> str:
+    """Return what must not change for the index to stay valid."""
+    if _is_compressed(log):
+        # Compressed segments are written once and never appended to.
+        return f"gz:{status.st_size}:{status.st_mtime_ns}"
     start = max(offset - _CHECK_BYTES, 0)
     return hashlib.sha256(os.pread(fd, offset - start, start)).hexdigest()
+
+
+def _is_compressed(log: Path) -> bool:
+    return log.name.endswith(".gz")
 
 
 def _parse_tail(index: LogIndex, pending: bytes) -> None:
@@ -270,7 +288,7 @@ def read_range(log: Path, start: int, end: int) -> Iterator[Entry]:
     fd = open_for_reading(log)
     if fd is None:
         return
-    with os.fdopen(fd, "rb") as file:
+    with open_stream(log, fd) as file:
         file.seek(start)
         remaining = end - start
         while remaining > 0:
@@ -290,7 +308,7 @@ def read_at(log: Path, offsets: list[int]) -> list[Entry]:
     fd = open_for_reading(log)
     if fd is None:
         return entries
-    with os.fdopen(fd, "rb") as file:
+    with open_stream(log, fd) as file:
         for offset in offsets:
             file.seek(offset)
             with contextlib.suppress(orjson.JSONDecodeError):

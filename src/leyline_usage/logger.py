@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from leyline_usage.batching import DEFAULT_MAX_DELAY, DEFAULT_MAX_ENTRIES, Batch
+from leyline_usage.chain import CHAIN_KEY, anchor_for_new_file, line_hash
 from leyline_usage.config import ConfigError
 from leyline_usage.entry import (
     MAX_COUNT,
@@ -33,6 +34,7 @@ from leyline_usage.query import (
     Pricer,
 )
 from leyline_usage.reader import iter_entries
+from leyline_usage.segments import Rotation
 from leyline_usage.service_queries import ServiceQueries
 from leyline_usage.session import (
     DEFAULT_TIMEOUT,
@@ -74,6 +76,10 @@ class UsageLogger(ServiceQueries):
         strict: bool = False,
         fallback_rate: Decimal | float | str | None = None,
         max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+        rotate_bytes: int | None = None,
+        rotate_age: float | None = None,
+        lock_timeout: float | None = None,
+        chain: bool | None = None,
     ) -> None:
         self.service = validate_service_name(service)
         if storage_dir is None:
@@ -103,6 +109,20 @@ class UsageLogger(ServiceQueries):
             None if session_id is None else validate_session_id(session_id)
         )
         self._appender = appender_for(self.log_file)
+        if rotate_bytes is None:
+            rotate_bytes = config.rotate_bytes
+        if rotate_age is None:
+            rotate_age = config.rotate_age
+        if rotate_bytes is not None or rotate_age is not None:
+            self._appender.rotation = Rotation(rotate_bytes, rotate_age)
+        self.chain = config.chain if chain is None else bool(chain)
+        if lock_timeout is not None:
+            if not 0 < lock_timeout < math.inf:
+                raise ValueError(
+                    "lock_timeout must be a positive number of seconds, "
+                    f"got {lock_timeout!r}"
+                )
+            self._appender.lock_timeout = float(lock_timeout)
         timeout = self.SESSION_TIMEOUT if session_timeout is None else session_timeout
         self._sessions = SessionTracker(self._appender, self.session_file, timeout)
         self._fallback_rate: Decimal | float | str = fallback_rate
@@ -241,10 +261,16 @@ class UsageLogger(ServiceQueries):
             self._batch.add(line, entry)
             return entry
         try:
-            self._appender.append(line)
+            if self.chain:
+                self._append_chained([entry])
+            else:
+                self._appender.append(line)
         except (StorageError, OSError) as exc:
             self._drop(exc, 1)
             return None
+        rotation = self._appender.rotation
+        if rotation is not None and rotation.pending:
+            rotation.compress_pending(self.log_file)
         if hooks.sinks:
             self._send_to_sinks(hooks, [entry])
         return entry
@@ -277,13 +303,35 @@ class UsageLogger(ServiceQueries):
 
     def _write_encoded(self, data: bytes, entries: Sequence[Entry]) -> None:
         try:
-            self._appender.append(data)
+            if self.chain:
+                self._append_chained(entries)
+            else:
+                self._appender.append(data)
         except (StorageError, OSError) as exc:
             self._drop(exc, len(entries))
             return
+        rotation = self._appender.rotation
+        if rotation is not None and rotation.pending:
+            rotation.compress_pending(self.log_file)
         hooks = self._hooks()
         if hooks.sinks:
             self._send_to_sinks(hooks, entries)
+
+    def _append_chained(self, entries: Sequence[Entry]) -> None:
+        self._appender.append_built(lambda last: self._chained_lines(entries, last))
+
+    def _chained_lines(self, entries: Sequence[Entry], last: bytes | None) -> bytes:
+        """Encode ``entries``, each carrying the hash of the line before it."""
+        previous = (
+            anchor_for_new_file(self.log_file) if last is None else line_hash(last)
+        )
+        lines = []
+        for entry in entries:
+            entry[CHAIN_KEY] = previous
+            line = self._encode(entry)
+            previous = line_hash(line)
+            lines.append(line)
+        return b"".join(lines)
 
     def track(
         self,
@@ -353,9 +401,12 @@ class UsageLogger(ServiceQueries):
         try:
             with self._appender.locked():
                 if skip_existing:
-                    present = {e.get("id") for e in iter_entries([self.log_file])}
+                    present = {e.get("id") for e in iter_entries(self.files())}
                     entries = [e for e in entries if e.get("id") not in present]
-                if entries:
+                if entries and self.chain:
+                    last = self._appender.last_entry_line_locked()
+                    self._appender.append_locked(self._chained_lines(entries, last))
+                elif entries:
                     data = b"".join(self._encode(entry) for entry in entries)
                     self._appender.append_locked(data)
         except (StorageError, OSError) as exc:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
-import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import orjson
 
 from leyline_usage.entry import Entry
 from leyline_usage.paths import open_for_reading, validate_service_name
+from leyline_usage.segments import log_files, open_stream
 
 _log = logging.getLogger("leyline_usage")
 
@@ -45,26 +47,46 @@ def _iter_file(path: Path, stats: ReadStats, start: int) -> Iterator[Entry]:
     if fd is None:
         return
     loads = orjson.loads
-    with os.fdopen(fd, "rb", buffering=1 << 20) as file:
-        if start:
-            file.seek(start)
-        for line in file:
-            stats.lines += 1
-            try:
-                entry = loads(line)
-            except orjson.JSONDecodeError:
-                stats.skipped_lines += 1
-                continue
-            if type(entry) is not dict or type(entry.get("timestamp")) is not str:
-                stats.skipped_lines += 1
-                continue
-            yield entry
+    with open_stream(path, fd) as file:
+        try:
+            if start:
+                file.seek(start)
+            for line in file:
+                stats.lines += 1
+                try:
+                    entry = loads(line)
+                except orjson.JSONDecodeError:
+                    stats.skipped_lines += 1
+                    continue
+                if type(entry) is not dict or type(entry.get("timestamp")) is not str:
+                    stats.skipped_lines += 1
+                    continue
+                yield entry
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # A damaged segment: what came before the damage was read.
+            stats.skipped_lines += 1
+            _log.warning(
+                "segment %s is damaged after %d lines: %s", path, stats.lines, exc
+            )
 
 
 def service_logs(directory: Path, services: Iterable[str] | None = None) -> list[Path]:
-    """Return the logs of ``services`` in ``directory``, or of every service there."""
+    """Return the files of ``services`` in ``directory``, or of every service there.
+
+    Each service's rotated segments come first, oldest first, then its log.
+    """
     if services is not None:
-        return [directory / f"{validate_service_name(s)}.jsonl" for s in services]
-    if not directory.is_dir():
+        logs = [directory / f"{validate_service_name(s)}.jsonl" for s in services]
+    elif directory.is_dir():
+        logs = sorted(
+            p for p in directory.glob("*.jsonl") if not p.name.startswith(".")
+        )
+        # A service whose current log is missing may still have segments.
+        for segment in directory.glob("*.jsonl.*Z-*"):
+            log = segment.with_name(segment.name.split(".jsonl.")[0] + ".jsonl")
+            if log not in logs and not log.name.startswith("."):
+                logs.append(log)
+        logs.sort()
+    else:
         return []
-    return sorted(p for p in directory.glob("*.jsonl") if not p.name.startswith("."))
+    return [path for log in logs for path in log_files(log)]

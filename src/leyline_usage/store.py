@@ -25,8 +25,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
+
 from leyline_usage.errors import StorageError
 from leyline_usage.paths import ensure_storage_dir, open_private
+from leyline_usage.segments import Rotation
 
 try:
     import fcntl
@@ -126,9 +129,6 @@ class _FlockLock:
         os.close(self._fd)
 
 
-Rotator = Callable[["Appender", int], bool]
-
-
 class Appender:
     """Appends complete lines to one service log under the service lock.
 
@@ -146,9 +146,7 @@ class Appender:
         self.log_path = log_path
         self.lock_path = log_path.with_name(log_path.name + ".lock")
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
-        # Called under the lock with the log's size before each write; returns
-        # True if it rotated the log (see segments.Rotation).
-        self.rotator: Rotator | None = None
+        self.rotation: Rotation | None = None
         self._thread_lock = threading.Lock()
         self._lock: _FlockLock | _FileLockFallback | None = None
         self._fd = -1
@@ -178,19 +176,29 @@ class Appender:
                 self._release()
 
     def append_built(self, build: Callable[[bytes | None], bytes]) -> None:
-        """Write the lines ``build`` returns when given the log's last line.
+        """Write the lines ``build`` returns when given the log's last entry line.
 
-        ``build`` runs under the lock, so what it writes can depend on the line
-        before it (the hash chain). It receives None for an empty log.
+        ``build`` runs under the lock, so what it writes can depend on the
+        entry before it (the hash chain). It receives the last complete line
+        that is a JSON object, or None if the log has none.
         """
         with self._thread_lock:
             self._acquire()
             try:
-                size = self._current_size()
-                last = self._last_line(size) if size > 0 else None
-                self._write_locked(build(last), size)
+                self._write_locked(build(self.last_entry_line_locked()))
             finally:
                 self._release()
+
+    def last_entry_line_locked(self) -> bytes | None:
+        """Return the log's last complete line that parses as a JSON object."""
+        size = self._current_size()
+        for line in self._lines_backwards(size):
+            try:
+                if type(orjson.loads(line)) is dict:
+                    return line
+            except orjson.JSONDecodeError:
+                continue
+        return None
 
     def append_locked(self, data: bytes) -> None:
         """Write ``data`` while the caller already holds :meth:`locked`."""
@@ -260,7 +268,11 @@ class Appender:
     def _write_locked(self, data: bytes, size: int | None = None) -> None:
         if size is None:
             size = self._current_size()
-        if self.rotator is not None and self.rotator(self, size + len(data)):
+        rotation = self.rotation
+        if rotation is not None and rotation.due(
+            self.log_path, self._fd, size, len(data)
+        ):
+            rotation.rotate(self.log_path)
             size = self._reopen_locked()
         fd = self._fd
         if size != self._end and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
@@ -282,22 +294,35 @@ class Appender:
             ) from exc
         self._end = size + written
 
-    def _last_line(self, size: int) -> bytes | None:
-        """Return the log's last complete line without its newline."""
-        fd = self._fd
-        if os.pread(fd, 1, size - 1) != b"\n":
-            return None
-        chunk = 4096
-        end = size - 1
-        start = end
-        while start > 0:
-            start = max(end - chunk, 0)
-            data = os.pread(fd, end - start, start)
-            newline = data.rfind(b"\n")
-            if newline >= 0:
-                return os.pread(fd, end - (start + newline + 1), start + newline + 1)
-            chunk *= 2
-        return os.pread(fd, end, 0)
+    def _lines_backwards(self, size: int) -> Iterator[bytes]:
+        """Yield the complete lines of the log, last first, without newlines.
+
+        Bytes after the last newline (a torn fragment) are not a line.
+        """
+        position = size
+        buffer = b""
+        found_end = False
+        while position > 0:
+            start = max(position - (1 << 16), 0)
+            buffer = os.pread(self._fd, position - start, start) + buffer
+            position = start
+            if not found_end:
+                cut = buffer.rfind(b"\n")
+                if cut < 0:
+                    continue
+                buffer = buffer[:cut]
+                found_end = True
+            # Everything after the first newline in the buffer is whole lines;
+            # the part before it may continue in the block before this one.
+            cut = buffer.rfind(b"\n")
+            while cut >= 0:
+                line = buffer[cut + 1 :]
+                buffer = buffer[:cut]
+                if line:
+                    yield line
+                cut = buffer.rfind(b"\n")
+        if found_end and buffer:
+            yield buffer
 
     def _close(self) -> None:
         if self._fd >= 0:

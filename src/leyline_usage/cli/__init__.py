@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from leyline_usage import __version__
-from leyline_usage.cli import _admin, _query, _write
+from leyline_usage.cli import _admin, _maintenance, _query, _write
 from leyline_usage.errors import PricingError, StorageError
 
 PROGRAM = "leyline-usage"
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _write.add_commands(commands)
     _query.add_commands(commands)
     _admin.add_commands(commands)
+    _maintenance.add_commands(commands)
     return parser
 
 
