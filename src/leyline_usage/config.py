@@ -51,7 +51,11 @@ class Config:
     error: str | None = None
 
     def plugin_settings(self, name: str) -> dict[str, Any]:
-        """Return the ``[plugins.NAME]`` table, or an empty dict."""
+        """Return the ``[plugins.NAME]`` table, or an empty dict.
+
+        Numbers with a fraction arrive as :class:`~decimal.Decimal`, because the
+        file is parsed with ``parse_float=Decimal`` to keep prices exact.
+        """
         section = self.data.get("plugins", {}).get(name, {})
         return section if isinstance(section, dict) else {}
 

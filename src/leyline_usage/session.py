@@ -98,6 +98,10 @@ class SessionTracker:
     def _resolve(self, now: float) -> str:
         with self._appender.locked():
             state = self._read_state()
+            if state is None:
+                state = self._state_from_log()
+                if state is not None:
+                    self._write_state(state)
             if state is not None and now - self._last_activity(state) < self.timeout:
                 session_id = str(state["session_id"])
                 self._saved_activity = float(state["last_activity"])
@@ -115,12 +119,42 @@ class SessionTracker:
     def _refresh(self, session_id: str, now: float) -> None:
         with self._appender.locked():
             state = self._read_state()
-            if state is None or state["session_id"] != session_id:
+            if state is None:
+                # Lost or unreadable while this session is active: write it
+                # again, so that loggers starting now join this session.
+                state = {
+                    "session_id": session_id,
+                    "created_at": now,
+                    "last_activity": now,
+                }
+                self._write_state(state)
+            elif state["session_id"] != session_id:
                 return
-            if float(state["last_activity"]) < now:
+            elif float(state["last_activity"]) < now:
                 state["last_activity"] = now
                 self._write_state(state)
         self._saved_activity = now
+
+    def _state_from_log(self) -> dict[str, Any] | None:
+        """Rebuild lost session state from the service's last entry, if recent."""
+        try:
+            line = self._appender.last_entry_line_locked()
+            activity = os.stat(self._appender.log_path).st_mtime
+        except OSError:
+            return None
+        if line is None:
+            return None
+        try:
+            session_id = orjson.loads(line).get("session_id")
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(session_id, str) or not session_id:
+            return None
+        return {
+            "session_id": session_id,
+            "created_at": activity,
+            "last_activity": activity,
+        }
 
     def _last_activity(self, state: dict[str, Any]) -> float:
         try:
