@@ -362,13 +362,6 @@ def test_deleted_storage_is_recreated_or_counted(storage: Path, strict: bool) ->
         assert logger.dropped_entries == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Appender.locked() takes the flock without checking that the lock "
-    "path still names the locked inode (only writes move to a new lock file), "
-    "so after the storage directory is deleted and recreated a block holding "
-    "locked() does not exclude new processes",
-)
 def test_recreated_lock_file_still_excludes(storage: Path) -> None:
     logger = UsageLogger("svc", storage_dir=storage)
     logger.log_usage("before")

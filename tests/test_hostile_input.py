@@ -356,12 +356,6 @@ def _cyclic_credentials() -> dict[str, Any]:
     return {"request": credentials}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redaction.redact returns values deeper than 32 levels unchanged, "
-    "while the encoder keeps 64 levels, so a credential nested 33 to 64 levels "
-    "deep, or inside a reference cycle, is written to the log",
-)
 @pytest.mark.parametrize(
     "metadata",
     [_nested(40, {"api_key": "hunter2"}), _cyclic_credentials()],
@@ -386,11 +380,6 @@ def _without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with OPT_NON_STR_KEYS orjson writes {1: 'a', '1': 'b'} as "
-    '{"1":"a","1":"b"}: the line has a duplicate key and reads back without \'a\'',
-)
 def test_colliding_keys_lose_no_value(storage: Path) -> None:
     logger = UsageLogger("svc", storage_dir=storage)
 
@@ -410,12 +399,6 @@ class _Unprintable:
         raise RuntimeError("no text for this object")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="entry._to_text calls str() on unencodable metadata values without "
-    "catching its exception, so the default logger raises RuntimeError from a "
-    "value whose __str__ fails",
-)
 def test_unprintable_metadata_value_does_not_escape(storage: Path) -> None:
     logger = UsageLogger("svc", storage_dir=storage)
 

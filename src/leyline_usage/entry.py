@@ -220,7 +220,10 @@ def _to_text(value: object) -> str:
     if isinstance(value, (datetime.date, datetime.time)):
         # The text orjson writes for a datetime it encodes natively.
         return value.isoformat()
-    return str(value)
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
 
 
 def _key_text(key: object) -> str:
@@ -237,7 +240,9 @@ def _reject(value: object) -> str:
     )
 
 
-_LENIENT = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+# Without OPT_NON_STR_KEYS, metadata with non-string keys takes the sanitize()
+# path, which can tell when two keys would become the same JSON key.
+_LENIENT = orjson.OPT_APPEND_NEWLINE
 _STRICT = (
     orjson.OPT_APPEND_NEWLINE
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -294,12 +299,18 @@ def sanitize(value: object, depth: int = 0, seen: frozenset[int] = frozenset()) 
         return "<too deep>"
     inner = seen | {id(value)}
     if isinstance(value, Mapping):
-        return {
-            sanitize(k if isinstance(k, str) else _key_text(k), depth + 1, inner): (
-                sanitize(v, depth + 1, inner)
-            )
-            for k, v in value.items()
-        }
+        plain: dict[str, Any] = {}
+        originals: dict[str, object] = {}
+        for key, item in value.items():
+            text = sanitize(key if isinstance(key, str) else _key_text(key), depth + 1)
+            if text in plain:
+                raise ValueError(
+                    f"metadata keys {originals[text]!r} and {key!r} both become "
+                    f"{text!r} in JSON; rename one of them"
+                )
+            originals[text] = key
+            plain[text] = sanitize(item, depth + 1, inner)
+        return plain
     if isinstance(value, (list, tuple)):
         return [sanitize(v, depth + 1, inner) for v in value]
     return sanitize(_to_text(value), depth + 1, inner)

@@ -450,6 +450,7 @@ class UsageLogger(ServiceQueries):
             return self._sessions.current(now)
         except (StorageError, OSError) as exc:
             if self.strict:
+                self.dropped_entries += 1
                 raise
             # The append that follows fails the same way and is counted there;
             # the id only has to be stable for this process meanwhile.

@@ -51,7 +51,11 @@ def ensure_storage_dir(directory: Path) -> Path:
         raise StorageError(
             directory, f"cannot create storage directory: {exc}"
         ) from exc
-    if directory.is_symlink() or not directory.is_dir():
+    if directory.is_symlink():
+        raise StorageError(
+            directory, "storage directory is a symlink; refusing to follow it"
+        )
+    if not directory.is_dir():
         raise StorageError(directory, "storage path is not a directory")
     return directory
 

@@ -36,7 +36,8 @@ _SECRET_WORDS = frozenset(
 _SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key")})
 _WORD_BREAK = re.compile(r"[^a-z0-9]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
-_MAX_DEPTH = 32
+# The depth up to which the encoder keeps nesting (entry.sanitize).
+_MAX_DEPTH = 64
 
 
 @lru_cache(maxsize=4096)
@@ -50,23 +51,31 @@ def is_secret_key(key: object) -> bool:
     return any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
 
 
-def redact(value: Any, depth: int = 0) -> Any:
-    """Return ``value`` with credential values replaced, copying only what changes."""
-    if depth > _MAX_DEPTH:
+def redact(value: Any, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
+    """Return ``value`` with credential values replaced, copying only what changes.
+
+    Containers nested deeper than the encoder keeps, and reference cycles, are
+    replaced by the markers the encoder would write, so no secret hides there.
+    """
+    if not isinstance(value, (dict, list, tuple)):
         return value
+    if id(value) in seen:
+        return "<cycle>"
+    if depth >= _MAX_DEPTH:
+        return "<too deep>"
+    inner = seen | {id(value)}
     if isinstance(value, dict):
         changed = None
         for key, item in value.items():
-            new = REDACTED if is_secret_key(key) else redact(item, depth + 1)
+            new = REDACTED if is_secret_key(key) else redact(item, depth + 1, inner)
             if new is not item:
                 if changed is None:
                     changed = dict(value)
                 changed[key] = new
         return value if changed is None else changed
-    if isinstance(value, (list, tuple)):
-        items = [redact(item, depth + 1) for item in value]
-        if any(new is not old for new, old in zip(items, value, strict=True)):
-            return items
+    items = [redact(item, depth + 1, inner) for item in value]
+    if any(new is not old for new, old in zip(items, value, strict=True)):
+        return items
     return value
 
 

@@ -162,6 +162,11 @@ class Appender:
         with self._thread_lock:
             self._acquire()
             try:
+                # Appends check the lock file when the log changed under them;
+                # a block that may not append checks it here.
+                lock = self._lock
+                if lock is not None and not lock.is_current():
+                    self._reopen_lock()
                 yield
             finally:
                 self._release()
@@ -231,6 +236,15 @@ class Appender:
         self._lock = lock
         return lock
 
+    def _reopen_lock(self) -> None:
+        """Move from a lock file that was deleted or replaced to the one at the path."""
+        lock = self._lock
+        assert lock is not None
+        lock.release()
+        lock.close()
+        self._lock = None
+        self._open_lock().acquire(self.lock_timeout)
+
     def _current_size(self) -> int:
         """Return the log's size, first moving to the file now at the path."""
         try:
@@ -252,10 +266,7 @@ class Appender:
         lock = self._lock
         assert lock is not None
         if not lock.is_current():
-            lock.release()
-            lock.close()
-            self._lock = None
-            self._open_lock().acquire(self.lock_timeout)
+            self._reopen_lock()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -286,8 +297,11 @@ class Appender:
                 written += os.write(fd, data[written:])
         except OSError as exc:
             # After a short write (a full disk, a file size limit) the log may
-            # end inside this entry: readers skip that fragment, and the next
-            # write starts a fresh line.
+            # end inside this entry. Cutting it back to its size before the
+            # write leaves no fragment; if even that fails, readers skip the
+            # fragment and the next write starts a fresh line.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
             self._end = -1
             raise StorageError(
                 self.log_path, f"append failed: {exc.strerror or exc}"
