@@ -126,11 +126,16 @@ class Rotation:
             self._first_written = {identity: known}
         return known
 
-    def rotate(self, log: Path) -> Path:
-        """Rename ``log`` to a new segment name; the caller holds the service lock."""
+    def rotate(self, log: Path, fd: int) -> Path:
+        """Rename ``log`` to a new segment name; the caller holds the service lock.
+
+        The file loses its write bit first: that is how writers holding it open
+        learn, from one fstat, that it is retired.
+        """
         now = datetime.now(timezone.utc)
         stamp = now.strftime(_STAMP) + f"{now.microsecond:06d}Z"
         segment = log.with_name(f"{log.name}.{stamp}-{os.urandom(4).hex()}")
+        os.fchmod(fd, 0o400)
         os.rename(log, segment)
         self.pending.append(segment)
         _log.debug("rotated %s to %s", log, segment.name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import threading
 import time
 import weakref
@@ -150,7 +151,6 @@ class Appender:
         self._thread_lock = threading.Lock()
         self._lock: _FlockLock | _FileLockFallback | None = None
         self._fd = -1
-        self._identity = (0, 0)
         # Size of the log right after this process's last write. When the size
         # under the lock still equals it, the file ends with our own newline and
         # the torn-tail check can skip its read.
@@ -246,17 +246,20 @@ class Appender:
         self._open_lock().acquire(self.lock_timeout)
 
     def _current_size(self) -> int:
-        """Return the log's size, first moving to the file now at the path."""
-        try:
-            status = os.stat(self.log_path, follow_symlinks=False)
-        except FileNotFoundError:
-            status = None
-        if (
-            status is None
-            or (status.st_dev, status.st_ino) != self._identity
-            or self._fd < 0
-        ):
+        """Return the log's size, first moving to the file now at the path.
+
+        The open file is retired when it has no name left (deleted, replaced,
+        its directory removed) or lost its owner write bit (a rotation clears
+        it before renaming). One fstat tells both and the size, which is
+        cheaper than a stat of the path on every write.
+        """
+        if self._fd < 0:
             return self._reopen_locked()
+        status = os.fstat(self._fd)
+        if status.st_nlink == 0 or not status.st_mode & stat.S_IWUSR:
+            return self._reopen_locked()
+        # NOTE: a log renamed by another tool keeps its name count and mode, so
+        # writers continue in the renamed file until it is deleted.
         return status.st_size
 
     def _reopen_locked(self) -> int:
@@ -271,10 +274,8 @@ class Appender:
             os.close(self._fd)
             self._fd = -1
         self._fd = open_private(self.log_path, _APPEND_FLAGS)
-        status = os.fstat(self._fd)
-        self._identity = (status.st_dev, status.st_ino)
         self._end = -1
-        return status.st_size
+        return os.fstat(self._fd).st_size
 
     def _write_locked(self, data: bytes, size: int | None = None) -> None:
         if size is None:
@@ -283,7 +284,7 @@ class Appender:
         if rotation is not None and rotation.due(
             self.log_path, self._fd, size, len(data)
         ):
-            rotation.rotate(self.log_path)
+            rotation.rotate(self.log_path, self._fd)
             size = self._reopen_locked()
         fd = self._fd
         if size != self._end and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
@@ -345,7 +346,6 @@ class Appender:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-        self._identity = (0, 0)
 
     def _reset_after_fork(self) -> None:
         # The child shares the parent's open file descriptions, and flock treats
