@@ -111,6 +111,7 @@ def test_failing_plugins_never_reach_caller(
 
     entry = logger.log_usage("op", tokens=1)
     logger.log_usage("op", tokens=2)
+    plugin_manager().flush_failures()
 
     assert entry is not None
     lines = (storage / "svc.jsonl").read_text().splitlines()
@@ -124,6 +125,20 @@ def test_failing_plugins_never_reach_caller(
     ]
     assert {r["hook"] for r in records} == {"enrich", "sink"}
     assert {r["error_type"] for r in records} == {"RuntimeError", "OSError"}
+    assert sum(r["count"] for r in records) == 4
+
+
+def test_repeated_failures_share_records(storage: Path, registered: list[object]) -> None:
+    register(registered, Broken(), "broken")
+    logger = UsageLogger("svc", storage_dir=storage)
+
+    for _ in range(500):
+        logger.log_usage("op")
+    plugin_manager().flush_failures()
+
+    lines = (storage / FAILURES_FILE).read_text().splitlines()
+    assert len(lines) <= 8
+    assert failure_counts(storage)["broken"] == 1000
 
 
 def test_plugins_command_shows_failure_counts(
@@ -131,6 +146,7 @@ def test_plugins_command_shows_failure_counts(
 ) -> None:
     register(registered, Broken(), "broken")
     UsageLogger("svc", storage_dir=storage).log_usage("op")
+    plugin_manager().flush_failures()
 
     result = run_cli("plugins", "--dir", storage, "--json")
 

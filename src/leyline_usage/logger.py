@@ -85,7 +85,9 @@ class UsageLogger(ServiceQueries):
         if storage_dir is None:
             self.storage_dir = default_storage_dir()
         else:
-            self.storage_dir = Path(storage_dir).expanduser()
+            # Absolute, so that a later chdir of the host moves neither the
+            # log nor what sinks derive from this path.
+            self.storage_dir = Path(storage_dir).expanduser().absolute()
         self.log_file = self.storage_dir / f"{service}.jsonl"
         self.session_file = self.storage_dir / f"{service}_session.json"
         self.strict = strict

@@ -13,6 +13,7 @@ loads. ``[plugins] disabled`` turns off any plugin by name, built-in ones too.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -34,6 +35,7 @@ from leyline_usage.paths import FILE_MODE
 
 PLUGINS_ENV = "LEYLINE_USAGE_PLUGINS"
 BUILTIN_DISTRIBUTION = "leyline-usage"
+_RECORD_INTERVAL = 1.0
 FAILURES_FILE = ".plugin-failures.jsonl"
 
 _log = logging.getLogger("leyline_usage")
@@ -70,6 +72,10 @@ class PluginManager(pluggy.PluginManager):
         self.load_report = LoadReport()
         self.config = Config()
         self.failures: Counter[str] = Counter()
+        self._unrecorded: dict[tuple[str, str, Path], int] = {}
+        self._recorded_at: dict[tuple[str, str, Path], float] = {}
+        self._last_errors: dict[tuple[str, str, Path], BaseException] = {}
+        atexit.register(self.flush_failures)
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         registered = super().register(plugin, name)
@@ -103,8 +109,27 @@ class PluginManager(pluggy.PluginManager):
                 "plugin %r failed in %s (%d failures so far): %s: %s",
                 plugin, hook, self.failures[plugin], type(exc).__name__, exc,
             )  # fmt: skip
-        if storage_dir is not None:
-            _append_failure(storage_dir, plugin, hook, exc)
+        if storage_dir is None:
+            return
+        # A plugin that fails on every entry would add a record per entry, so
+        # failures are written at most once a second per plugin, hook and
+        # directory, each record carrying how many it stands for.
+        key = (plugin, hook, storage_dir)
+        self._unrecorded[key] = self._unrecorded.get(key, 0) + 1
+        now = time.monotonic()
+        if now - self._recorded_at.get(key, -_RECORD_INTERVAL) >= _RECORD_INTERVAL:
+            self._recorded_at[key] = now
+            _append_failure(storage_dir, plugin, hook, exc, self._unrecorded.pop(key))
+        else:
+            self._last_errors[key] = exc
+
+    def flush_failures(self) -> None:
+        """Record failures still waiting for their once-a-second write."""
+        for key, count in list(self._unrecorded.items()):
+            plugin, hook, storage_dir = key
+            exc = self._last_errors.get(key) or RuntimeError("unknown")
+            _append_failure(storage_dir, plugin, hook, exc, count)
+        self._unrecorded.clear()
 
 
 class HookSet:
@@ -207,12 +232,13 @@ def _normalize(distribution: str) -> str:
 
 
 def _append_failure(
-    storage_dir: Path, plugin: str, hook: str, exc: BaseException
+    storage_dir: Path, plugin: str, hook: str, exc: BaseException, count: int
 ) -> None:
     record = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "plugin": plugin,
         "hook": hook,
+        "count": count,
         "error_type": type(exc).__name__,
         "error_message": str(exc)[:500],
     }
@@ -235,8 +261,9 @@ def failure_counts(storage_dir: Path) -> Counter[str]:
         with open(storage_dir / FAILURES_FILE, "rb") as file:
             for line in file:
                 try:
-                    counts[str(orjson.loads(line)["plugin"])] += 1
-                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    record = orjson.loads(line)
+                    counts[str(record["plugin"])] += int(record.get("count", 1))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
     except OSError:
         pass
