@@ -193,36 +193,70 @@ def _extend(index: LogIndex, file: Any, pricer: Pricer) -> bytes:
 
 def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
     loads = orjson.loads
-    hours = index.hours
-    sessions = index.sessions
-    position = 0
-    for line in data.splitlines(keepends=True):
-        start = base + position
+    price = pricer.price
+    # One Totals per (hour, session, service) of this chunk, folded into the
+    # hour buckets and session totals at the end: each entry is counted once
+    # instead of once per aggregate. This loop is most of a cold query's time.
+    groups: dict[tuple[str, object, object], Totals] = {}
+    spans: dict[str, list[int]] = {}
+    errors = index.errors
+    lines = data.splitlines(keepends=True)
+    position = base
+    skipped = 0
+    for line in lines:
+        start = position
         position += len(line)
-        index.lines += 1
         try:
             entry = loads(line)
         except orjson.JSONDecodeError:
-            index.skipped_lines += 1
+            skipped += 1
             continue
-        if type(entry) is not dict or type(entry.get("timestamp")) is not str:
-            index.skipped_lines += 1
+        if type(entry) is not dict:
+            skipped += 1
             continue
-        cost, priced = pricer.price(entry)
-        hour = entry["timestamp"][:_HOUR]
-        bucket = hours.get(hour)
-        if bucket is None:
-            bucket = hours[hour] = Bucket(start=start)
-        bucket.totals.add_priced(entry, cost, priced)
-        bucket.end = base + position
-        session_id = str(entry.get("session_id"))
-        session = sessions.get(session_id)
-        if session is None:
-            session = sessions[session_id] = SessionTotals()
-        session.totals.add_priced(entry, cost, priced)
-        session.services.add(str(entry.get("service")))
+        timestamp = entry.get("timestamp")
+        if type(timestamp) is not str:
+            skipped += 1
+            continue
+        stored = entry.get("cost_usd")
+        if type(stored) is float:
+            cost, priced = stored, True
+        else:
+            cost, priced = price(entry)
+        hour = timestamp[:_HOUR]
+        key = (hour, entry.get("session_id"), entry.get("service"))
+        totals = groups.get(key)
+        if totals is None:
+            totals = groups[key] = Totals()
+        totals.add_priced(entry, cost, priced)
+        span = spans.get(hour)
+        if span is None:
+            spans[hour] = [start, position]
+        else:
+            span[1] = position
         if entry.get("success") is False:
-            index.errors.append(start)
+            errors.append(start)
+    index.lines += len(lines)
+    index.skipped_lines += skipped
+    _fold(index, groups, spans)
+
+
+def _fold(
+    index: LogIndex,
+    groups: dict[tuple[str, object, object], Totals],
+    spans: dict[str, list[int]],
+) -> None:
+    for (hour, session_id, service), totals in groups.items():
+        bucket = index.hours.get(hour)
+        if bucket is None:
+            bucket = index.hours[hour] = Bucket(start=spans[hour][0])
+        bucket.totals.merge(totals)
+        bucket.end = max(bucket.end, spans[hour][1])
+        session = index.sessions.get(str(session_id))
+        if session is None:
+            session = index.sessions[str(session_id)] = SessionTotals()
+        session.totals.merge(totals)
+        session.services.add(str(service))
 
 
 def summary_since(log: Path, index: LogIndex, cutoff: str, pricer: Pricer) -> Totals:
