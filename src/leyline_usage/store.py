@@ -44,6 +44,7 @@ _APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT
 DEFAULT_LOCK_TIMEOUT = 10.0
 # Waits between non-blocking lock attempts grow from the first to the last.
+_YIELDS = 20
 _FIRST_WAIT = 20e-6
 _LONGEST_WAIT = 1e-3
 
@@ -96,9 +97,17 @@ class _FlockLock:
 
     def _wait(self, timeout: float) -> None:
         # Linux has no flock with a timeout, and a blocking flock cannot be
-        # interrupted from another thread; so a contended acquire polls with
-        # waits that grow from 20 µs to 1 ms. The holder keeps the lock for a
-        # few microseconds per write, so waiters rarely sleep more than once.
+        # interrupted from another thread; so a contended acquire polls. The
+        # holder keeps the lock for a few microseconds per write, so the first
+        # attempts only yield the processor (to the holder, when processes
+        # outnumber cores), and only then do waits grow from 20 µs to 1 ms.
+        for _ in range(_YIELDS):
+            os.sched_yield()
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
         deadline = time.monotonic() + timeout
         wait = _FIRST_WAIT
         while True:
