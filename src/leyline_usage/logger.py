@@ -371,12 +371,12 @@ class UsageLogger(ServiceQueries):
 
     def _enrich(self, hooks: HookSet, entry: Entry) -> None:
         metadata = dict(entry["metadata"])
-        arguments = {"entry": entry, "metadata": metadata}
         for name, enrich, names in hooks.enrichers:
             try:
                 if names == _ENRICH_ARGUMENTS:
                     enrich(entry, metadata)
                 else:
+                    arguments = {"entry": entry, "metadata": metadata}
                     enrich(*[arguments[n] for n in names])
             except Exception as exc:
                 self._plugins.record_failure(name, "enrich", exc, self.storage_dir)
