@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 LABELS = {
@@ -117,9 +118,17 @@ class Report:
             self._queries()
         if "import" in self.results:
             self._import()
+        self._changes()
         if "profile" in self.results:
             self._profile()
         return "\n".join(self.lines) + "\n"
+
+    def _changes(self) -> None:
+        # The history of optimizations is written by hand beside this module,
+        # so that it survives each regeneration of the page.
+        notes = Path(__file__).with_name("optimizations.md")
+        if notes.exists():
+            self.add(notes.read_text(encoding="utf-8").rstrip(), "")
 
     def add(self, *lines: str) -> None:
         """Append lines to the page."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +62,27 @@ def run_cli(
         timeout=120,
         check=False,
     )
+
+
+def run_writers(
+    target: Callable[..., None], storage: Path, service: str, processes: int, count: int
+) -> list[int | None]:
+    """Run ``target(storage, service, worker, count)`` in spawned processes; return exit codes."""
+    context = multiprocessing.get_context("spawn")
+    started = [
+        context.Process(target=target, args=(str(storage), service, worker, count))
+        for worker in range(processes)
+    ]
+    for process in started:
+        process.start()
+    for process in started:
+        process.join(timeout=300)
+    return [process.exitcode for process in started]
+
+
+def sequences_by_worker(entries: list[dict[str, Any]]) -> dict[int, list[int]]:
+    """Return the ``seq`` numbers each worker logged, in file order."""
+    sequences: dict[int, list[int]] = defaultdict(list)
+    for entry in entries:
+        sequences[entry["metadata"]["worker"]].append(entry["metadata"]["seq"])
+    return sequences

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import workers
+from conftest import run_writers, sequences_by_worker
 
 from leyline_usage import StorageError, UsageLogger
 
@@ -86,28 +86,15 @@ def test_interpreter_exit_flushes(storage: Path) -> None:
 
 
 def test_batched_processes_lose_nothing(storage: Path) -> None:
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
-            target=workers.log_sequence_batched, args=(str(storage), "svc", w, 3000)
-        )
-        for w in range(4)
-    ]
+    exit_codes = run_writers(workers.log_sequence_batched, storage, "svc", 4, 3000)
 
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=300)
-
-    assert [p.exitcode for p in processes] == [0] * 4
+    assert exit_codes == [0] * 4
     lines = (storage / "svc.jsonl").read_bytes().splitlines()
     entries = [json.loads(line) for line in lines]
     assert len(entries) == 12_000
+    sequences = sequences_by_worker(entries)
     for worker in range(4):
-        sequence = [
-            e["metadata"]["seq"] for e in entries if e["metadata"]["worker"] == worker
-        ]
-        assert sequence == list(range(3000))
+        assert sequences[worker] == list(range(3000))
 
 
 def test_forked_child_does_not_repeat_parent_buffer(storage: Path) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import multiprocessing
 from pathlib import Path
 
 import pytest
 import workers
-from conftest import CLAUDE_CODE_SAMPLES, run_cli
+from conftest import CLAUDE_CODE_SAMPLES, run_cli, run_writers
 
 from leyline_usage import UsageLogger
 from leyline_usage.chain import verify_chain
@@ -144,20 +143,9 @@ def test_deleted_segment_breaks_chain(storage: Path) -> None:
 
 
 def test_concurrent_chained_writers(storage: Path) -> None:
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
-            target=workers.log_sequence_chained, args=(str(storage), "svc", w, 400)
-        )
-        for w in range(4)
-    ]
+    exit_codes = run_writers(workers.log_sequence_chained, storage, "svc", 4, 400)
 
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=300)
-
-    assert [p.exitcode for p in processes] == [0] * 4
+    assert exit_codes == [0] * 4
     report = verify_chain(storage / "svc.jsonl")
     assert report.ok, report.problem
     assert report.chained == 1600

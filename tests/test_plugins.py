@@ -128,7 +128,9 @@ def test_failing_plugins_never_reach_caller(
     assert sum(r["count"] for r in records) == 4
 
 
-def test_repeated_failures_share_records(storage: Path, registered: list[object]) -> None:
+def test_repeated_failures_share_records(
+    storage: Path, registered: list[object]
+) -> None:
     register(registered, Broken(), "broken")
     logger = UsageLogger("svc", storage_dir=storage)
 

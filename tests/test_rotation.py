@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import multiprocessing
 import os
 import time
 from pathlib import Path
 
 import pytest
 import workers
-from conftest import run_cli
+from conftest import run_cli, run_writers, sequences_by_worker
 
 from leyline_usage import UsageLogger
 from leyline_usage.reader import ReadStats, iter_entries, service_logs
@@ -64,31 +63,18 @@ def test_age_rotation(storage: Path) -> None:
 
 
 def test_rotation_under_concurrent_writers(storage: Path) -> None:
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
-            target=workers.log_sequence_rotating, args=(str(storage), "svc", w, 1500)
-        )
-        for w in range(4)
-    ]
+    exit_codes = run_writers(workers.log_sequence_rotating, storage, "svc", 4, 1500)
 
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=300)
-
-    assert [p.exitcode for p in processes] == [0] * 4
+    assert exit_codes == [0] * 4
     stats = ReadStats()
     log = storage / "svc.jsonl"
     entries = list(iter_entries([*list_segments(log), log], stats))
     assert stats.skipped_lines == 0
     assert len(entries) == 6000
     assert len({e["id"] for e in entries}) == 6000
+    sequences = sequences_by_worker(entries)
     for worker in range(4):
-        sequence = [
-            e["metadata"]["seq"] for e in entries if e["metadata"]["worker"] == worker
-        ]
-        assert sequence == list(range(1500))
+        assert sequences[worker] == list(range(1500))
     assert len(list_segments(log)) > 10
 
 

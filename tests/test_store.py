@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import stat
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import workers
+from conftest import run_writers, sequences_by_worker
 
 from leyline_usage import StorageError, UsageLogger
 from leyline_usage.reader import ReadStats, iter_entries
@@ -20,34 +19,23 @@ ENTRIES_PER_PROCESS = 2_000
 
 
 def test_eight_processes_lose_nothing(storage: Path) -> None:
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
-            target=workers.log_sequence,
-            args=(str(storage), "shared", worker, ENTRIES_PER_PROCESS),
-        )
-        for worker in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=300)
+    exit_codes = run_writers(
+        workers.log_sequence, storage, "shared", PROCESSES, ENTRIES_PER_PROCESS
+    )
 
-    assert [p.exitcode for p in processes] == [0] * PROCESSES
+    assert exit_codes == [0] * PROCESSES
     lines = (storage / "shared.jsonl").read_bytes().split(b"\n")
     assert lines[-1] == b""
     entries = [json.loads(line) for line in lines[:-1]]
     assert len(entries) == PROCESSES * ENTRIES_PER_PROCESS
-    sequences: dict[int, list[int]] = defaultdict(list)
-    for entry in entries:
-        sequences[entry["metadata"]["worker"]].append(entry["metadata"]["seq"])
+    sequences = sequences_by_worker(entries)
     for worker in range(PROCESSES):
         assert sequences[worker] == list(range(ENTRIES_PER_PROCESS))
     assert len({entry["id"] for entry in entries}) == len(entries)
     assert len({entry["session_id"] for entry in entries}) == 1
 
 
-def test_torn_last_line_is_skipped_and_next_entry_survives(storage: Path) -> None:
+def test_torn_tail_then_append(storage: Path) -> None:
     logger = UsageLogger("svc", storage_dir=storage)
     logger.log_usage("before", tokens=1)
     with open(storage / "svc.jsonl", "ab") as file:

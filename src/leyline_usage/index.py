@@ -203,6 +203,7 @@ def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
     lines = data.splitlines(keepends=True)
     position = base
     skipped = 0
+
     for line in lines:
         start = position
         position += len(line)
@@ -223,6 +224,7 @@ def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
             cost, priced = stored, True
         else:
             cost, priced = price(entry)
+
         hour = timestamp[:_HOUR]
         key = (hour, entry.get("session_id"), entry.get("service"))
         totals = groups.get(key)
@@ -236,6 +238,7 @@ def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
             span[1] = position
         if entry.get("success") is False:
             errors.append(start)
+
     index.lines += len(lines)
     index.skipped_lines += skipped
     _fold(index, groups, spans)
@@ -286,8 +289,8 @@ def summary_since(log: Path, index: LogIndex, cutoff: str, pricer: Pricer) -> To
 def recent_failures(log: Path, index: LogIndex, count: int) -> list[Entry]:
     """Return the last ``count`` failed entries, newest first."""
     failed = [e for e in index.tail if e.get("success") is False]
-    wanted = max(count - len(failed), 0)
-    offsets = index.errors[-wanted:] if wanted else []
+    from_index = max(count - len(failed), 0)
+    offsets = index.errors[-from_index:] if from_index else []
     entries = read_at(log, offsets) + failed
     return list(reversed(entries[-count:])) if count else []
 

@@ -1,4 +1,4 @@
-"""Where usage files live, and how they are opened without trusting the directory."""
+"""Storage locations of usage files, and opening them without trusting the directory."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ HookImpl = tuple[str, Callable[..., Any], tuple[str, ...]]
 
 @dataclass
 class PluginInfo:
-    """Where a registered plugin came from."""
+    """The package a registered plugin came from."""
 
     name: str
     distribution: str
@@ -172,9 +172,9 @@ def reset_plugin_manager() -> None:
 def _create_manager(config: Config) -> PluginManager:
     manager = PluginManager()
     manager.config = config
-    wanted = _wanted_third_party(config)
+    selected = _selected_third_party(config)
     for entry_point in entry_points(group=PROJECT):
-        _load_entry_point(manager, entry_point, wanted, config.disabled_plugins)
+        _load_entry_point(manager, entry_point, selected, config.disabled_plugins)
     # Each plugin reads its settings on its own, so that one plugin's bad
     # settings neither stop logging nor keep the others unconfigured.
     for name, configure, _ in manager.impls("leyline_usage_configure"):
@@ -187,7 +187,7 @@ def _create_manager(config: Config) -> PluginManager:
     return manager
 
 
-def _wanted_third_party(config: Config) -> set[str] | None:
+def _selected_third_party(config: Config) -> set[str] | None:
     """Return the third-party plugin names to load, or None for all of them."""
     selection = os.environ.get(PLUGINS_ENV)
     if selection is None:
@@ -199,7 +199,7 @@ def _wanted_third_party(config: Config) -> set[str] | None:
 def _load_entry_point(
     manager: PluginManager,
     entry_point: EntryPoint,
-    wanted: set[str] | None,
+    selected: set[str] | None,
     disabled: Iterable[str],
 ) -> None:
     name = entry_point.name
@@ -210,7 +210,7 @@ def _load_entry_point(
     if name in disabled:
         manager.load_report.skipped[name] = "disabled in the config file"
         return
-    if not builtin and wanted is not None and name not in wanted:
+    if not builtin and selected is not None and name not in selected:
         manager.load_report.skipped[name] = (
             f"not listed in {PLUGINS_ENV} or [plugins] enabled"
         )

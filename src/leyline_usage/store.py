@@ -215,7 +215,7 @@ class Appender:
         return None
 
     def append_locked(self, data: bytes) -> None:
-        """Write ``data`` while the caller already holds :meth:`locked`."""
+        """Write ``data`` from inside a :meth:`locked` block."""
         self._write_locked(data)
 
     def close(self) -> None:
@@ -259,7 +259,7 @@ class Appender:
 
         The open file is retired when it has no name left (deleted, replaced,
         its directory removed) or lost its owner write bit (a rotation clears
-        it before renaming). One fstat tells both and the size, which is
+        it before renaming). One fstat shows both and gives the size, which is
         cheaper than a stat of the path on every write.
         """
         if self._fd < 0:

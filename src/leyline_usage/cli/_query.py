@@ -12,7 +12,9 @@ from leyline_usage.cli._output import Column, emit, write_table
 from leyline_usage.entry import Entry
 from leyline_usage.index import failures_of, sessions_of, summary_of
 from leyline_usage.paths import default_storage_dir
+from leyline_usage.plugins import plugin_manager
 from leyline_usage.query import (
+    DEFAULT_FALLBACK_RATE,
     Pricer,
     cutoff_timestamp,
     session_stats_dict,
@@ -74,6 +76,13 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "--csv", dest="format", action="store_const", const="csv", help="print CSV"
     )
     common.set_defaults(format="table")
+    # Summaries price entries of models missing from every table at a flat rate.
+    priced = argparse.ArgumentParser(add_help=False)
+    priced.add_argument(
+        "--fallback-rate",
+        help="USD per million tokens for unpriced models "
+        "(default: the config file's, else 0.50)",
+    )
 
     recent = commands.add_parser(
         "recent", parents=[common], help="operations of the last hours"
@@ -90,18 +99,13 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     recent.set_defaults(run=run_recent)
 
     summary = commands.add_parser(
-        "summary", parents=[common], help="totals over the last days"
+        "summary", parents=[common, priced], help="totals over the last days"
     )
     summary.add_argument(
         "--days", type=float, default=7.0, help="how far back, in days (default: 7)"
     )
     summary.add_argument(
         "--all", action="store_true", help="every entry, however old (overrides --days)"
-    )
-    summary.add_argument(
-        "--fallback-rate",
-        default="0.50",
-        help="USD per million tokens for unpriced models (default: 0.50)",
     )
     summary.set_defaults(run=run_summary)
 
@@ -112,27 +116,22 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     errors.set_defaults(run=run_errors)
 
     sessions = commands.add_parser(
-        "sessions", parents=[common], help="every session with its totals"
-    )
-    sessions.add_argument(
-        "--fallback-rate",
-        default="0.50",
-        help="USD per million tokens for unpriced models (default: 0.50)",
+        "sessions", parents=[common, priced], help="every session with its totals"
     )
     sessions.set_defaults(run=run_sessions)
 
     session = commands.add_parser(
-        "session", parents=[common], help="one session's totals and operations"
+        "session", parents=[common, priced], help="one session's totals and operations"
     )
     session.add_argument(
         "session_id", nargs="?", help="session id (default: the most recent session)"
     )
-    session.add_argument(
-        "--fallback-rate",
-        default="0.50",
-        help="USD per million tokens for unpriced models (default: 0.50)",
-    )
     session.set_defaults(run=run_session)
+
+
+def _pricer(args: argparse.Namespace) -> Pricer:
+    rate = getattr(args, "fallback_rate", None) or plugin_manager().config.fallback_rate
+    return Pricer(DEFAULT_FALLBACK_RATE if rate is None else rate)
 
 
 def _logs(args: argparse.Namespace) -> list[Path]:
@@ -168,7 +167,7 @@ def run_summary(args: argparse.Namespace) -> int:
     """Print totals over the last ``--days`` days."""
     _require_non_negative("--days", args.days)
     cutoff = "" if args.all else cutoff_timestamp(args.days * 86400)
-    totals, skipped = summary_of(_logs(args), cutoff, Pricer(args.fallback_rate))
+    totals, skipped = summary_of(_logs(args), cutoff, _pricer(args))
     summary = totals.as_dict()
     summary["skipped_lines"] = skipped
     summary["days"] = None if args.all else args.days
@@ -212,14 +211,14 @@ def _readable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_errors(args: argparse.Namespace) -> int:
     """Print the most recent failed operations, newest first."""
     _require_non_negative("--count", args.count)
-    rows = failures_of(_logs(args), args.count, Pricer())
+    rows = failures_of(_logs(args), args.count, _pricer(args))
     emit(rows, args.format, rows, ERROR_COLUMNS)
     return 0
 
 
 def run_sessions(args: argparse.Namespace) -> int:
     """Print every session with its totals, oldest first."""
-    merged = sessions_of(_logs(args), Pricer(args.fallback_rate))
+    merged = sessions_of(_logs(args), _pricer(args))
     sessions = [
         session_stats_dict(session_id, found.totals, found.services)
         for session_id, found in merged.items()
@@ -243,7 +242,7 @@ def run_session(args: argparse.Namespace) -> int:
         raise ValueError(
             f"session {target!r} not found; list sessions with 'leyline-usage sessions'"
         )
-    totals = session_totals(operations, Pricer(args.fallback_rate))[target]
+    totals = session_totals(operations, _pricer(args))[target]
     if args.format == "json":
         emit({**totals, "operations": operations}, "json")
     elif args.format == "csv":
