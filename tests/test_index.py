@@ -190,3 +190,27 @@ def test_sample_import_through_index(storage: Path) -> None:
 
     assert logger.get_usage_summary(days=100_000)["total_tokens"] == 7000
     assert logger.get_usage_summary(days=100_000)["total_tokens"] == 7000
+
+
+def test_errors_keep_file_order_across_segments(storage: Path) -> None:
+    logger = UsageLogger("svc", storage_dir=storage, rotate_bytes=1500)
+    for n in range(30):
+        logger.log_usage("op", tokens=n, success=False)
+    # Older timestamps appended last, as an import of old transcripts does.
+    line = (
+        '{"timestamp": "2001-01-01T00:00:00.000000Z", "session_id": "s", '
+        '"service": "svc", "operation": "old", "tokens": 1, "success": false, '
+        '"duration_seconds": 0.0, "error_type": "E", "error_message": null, '
+        '"metadata": {}}\n'
+    )
+    with open(logger.log_file, "a") as file:
+        file.write(line)
+
+    expected = full_scan_errors(logger, 12)
+
+    assert logger.get_recent_errors(12) == expected
+    assert expected[0]["operation"] == "old"
+
+
+def full_scan_errors(logger: UsageLogger, count: int) -> list[dict[str, Any]]:
+    return recent_errors(list(logger.iter_entries()), count)

@@ -436,12 +436,31 @@ def summary_of(logs: list[Path], cutoff: str, pricer: Pricer) -> tuple[Totals, i
 
 
 def failures_of(logs: list[Path], count: int, pricer: Pricer) -> list[Entry]:
-    """Return the last ``count`` failed entries over several logs, newest first."""
+    """Return the last ``count`` failed entries of several services, newest first.
+
+    Entries of different services are ordered by timestamp.
+    """
     failures: list[Entry] = []
     for log in logs:
         failures += recent_failures(log, load_index(log, pricer), count)
     failures.sort(key=lambda entry: entry["timestamp"], reverse=True)
     return failures[:count]
+
+
+def last_failures(files: list[Path], count: int, pricer: Pricer) -> list[Entry]:
+    """Return the last ``count`` failed entries of one service's files, newest first.
+
+    ``files`` are in write order (segments, then the log), and the entries
+    keep that order, as in a scan of the files.
+    """
+    failures: list[Entry] = []
+    for path in reversed(files):
+        if len(failures) >= count:
+            break
+        failures += recent_failures(
+            path, load_index(path, pricer), count - len(failures)
+        )
+    return failures
 
 
 def sessions_of(logs: list[Path], pricer: Pricer) -> dict[str, SessionTotals]:

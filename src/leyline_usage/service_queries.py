@@ -9,8 +9,8 @@ from typing import Any
 
 from leyline_usage.entry import Entry, check_token_count
 from leyline_usage.index import (
-    failures_of,
     first_offset_since,
+    last_failures,
     load_index,
     sessions_of,
     summary_of,
@@ -78,7 +78,7 @@ class ServiceQueries:
     def get_recent_errors(self, count: int = 10) -> list[Entry]:
         """Return the last ``count`` failed entries, newest first."""
         count = check_token_count("count", count)
-        return failures_of(self.files(), count, self.pricer)
+        return last_failures(self.files(), count, self.pricer)
 
     def get_session_operations(self, session_id: str | None = None) -> list[Entry]:
         """Return the entries of ``session_id`` (default: the current session)."""
