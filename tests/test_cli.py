@@ -254,3 +254,15 @@ def test_prices_bad_input() -> None:
     assert "--input must be zero or more" in negative.stderr
     assert bad_date.returncode == 2
     assert "yesterday" in bad_date.stderr
+
+
+def test_session_id_from_environment_across_processes(storage: Path) -> None:
+    env = {"LEYLINE_SESSION_ID": "pipeline-42"}
+
+    run_cli("log", "alpha", "fetch", "--dir", storage, env=env)
+    run_cli("log", "beta", "rank", "--dir", storage, env=env)
+    sessions = json.loads(run_cli("sessions", "--dir", storage, "--json").stdout)
+
+    assert [s["session_id"] for s in sessions] == ["pipeline-42"]
+    assert sessions[0]["services"] == ["alpha", "beta"]
+    assert sessions[0]["total_operations"] == 2
