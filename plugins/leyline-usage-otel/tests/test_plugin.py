@@ -13,7 +13,7 @@ from leyline_usage.plugins import (
     plugin_manager,
 )
 
-from leyline_usage_otel import force_flush
+from leyline_usage_otel import force_flush, pipeline
 
 
 def test_loads_through_entry_point() -> None:
@@ -102,3 +102,14 @@ def test_unparsable_config_file_fails_the_sink(
     ]
     assert len(warnings) == 1
     assert "invalid TOML" in warnings[0]
+
+
+def test_no_endpoint_exports_nothing(config_file: Path, storage: Path) -> None:
+    config_file.write_text("[plugins.otel]\ntimeout = 1\n")
+    logger = UsageLogger("reviewer", storage)
+
+    entry = logger.log_usage("chat", model="gpt-5", input_tokens=5, duration=0.1)
+
+    assert entry is not None
+    assert pipeline._pipeline.recorder is None
+    assert plugin_manager().failures["otel"] == 0

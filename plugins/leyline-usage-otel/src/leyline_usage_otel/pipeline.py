@@ -9,6 +9,7 @@ in-memory readers and exporters in tests.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -69,10 +70,28 @@ def record(entries: Sequence[Mapping[str, Any]]) -> None:
         if _pipeline.settings_error is not None:
             raise SettingsError(_pipeline.settings_error)
         if _pipeline.recorder is None:
+            if not _endpoint_configured(_pipeline.settings):
+                # Installed but not pointed anywhere: exporting to the OTLP
+                # default (localhost:4318) would make every short-lived
+                # process wait for a collector that is not there.
+                return
             _pipeline.recorder = _build_owned_recorder(_pipeline.settings)
         recorder = _pipeline.recorder
         providers = _pipeline.settings.providers
     recorder.record(entries, providers)
+
+
+_ENDPOINT_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+)
+
+
+def _endpoint_configured(settings: OtelSettings) -> bool:
+    if settings.endpoint is not None:
+        return True
+    return any(os.environ.get(name) for name in _ENDPOINT_VARIABLES)
 
 
 def configure_providers(
