@@ -92,7 +92,7 @@ def test_prices_cost_names_user_table(config_file: Path) -> None:
             "[pricing.models.x]\n[[pricing.models.x.periods]]\nsource='s'\n",
             "line 1: models.x.periods[0].effective_from",
         ),
-        ("[pricing]\ntables = ['missing.toml']\n", "missing.toml: -: cannot read"),
+        ("[pricing]\ntables = ['missing.toml']\n", "missing.toml: cannot read"),
     ],
 )
 def test_malformed_config_names_file_line_key(
@@ -124,10 +124,13 @@ def test_cli_reports_broken_config(config_file: Path) -> None:
     config_file.write_text("[logging]\nfallback_rate = -1\n")
 
     result = run_cli("prices", "list")
+    logged = run_cli("log", "svc", "op", "--dir", config_file.parent / "usage")
     check = run_cli("config", "check")
 
     assert result.returncode == 2
     assert "logging.fallback_rate" in result.stderr
+    assert logged.returncode == 2
+    assert len(logged.stderr.strip().splitlines()) == 1
     assert check.returncode == 2
     assert "line 2" in check.stderr
 

@@ -27,7 +27,9 @@ class PricingError(ValueError):
     """A pricing table is malformed; the message names the file and the key."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: {key}: {problem}")
+        # "-" stands for the whole file, as for a file that cannot be read.
+        where = source if key == "-" else f"{source}: {key}"
+        super().__init__(f"{where}: {problem}")
         self.source = source
         self.key = key
         self.problem = problem

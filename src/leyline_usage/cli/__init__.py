@@ -10,7 +10,9 @@ from typing import NoReturn
 
 from leyline_usage import __version__
 from leyline_usage.cli import _admin, _maintenance, _query, _write
+from leyline_usage.config import ConfigError
 from leyline_usage.errors import PricingError, StorageError
+from leyline_usage.plugins import plugin_manager
 
 PROGRAM = "leyline-usage"
 
@@ -48,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command != "config":
+            # Every other command depends on the config's prices or plugins.
+            _require_valid_config()
         status: int = args.run(args)
     except (ValueError, FileNotFoundError) as exc:
         if isinstance(exc, PricingError):
@@ -73,3 +78,9 @@ def _show_library_warnings() -> None:
     library_logger = logging.getLogger("leyline_usage")
     library_logger.addHandler(handler)
     library_logger.setLevel(logging.WARNING)
+
+
+def _require_valid_config() -> None:
+    error = plugin_manager().config.error
+    if error is not None:
+        raise ConfigError(f"{error} (check it with 'leyline-usage config check')")

@@ -59,11 +59,6 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     log.add_argument(
         "--session-id", help="log into this session instead of the current one"
     )
-    log.add_argument(
-        "--strict",
-        action="store_true",
-        help="fail instead of dropping the entry on a storage error",
-    )
     log.add_argument("--dir", type=Path, help=_DIR_HELP)
     log.add_argument(
         "--json", action="store_true", help="print the logged entry as JSON"
@@ -95,7 +90,8 @@ def run_log(args: argparse.Namespace) -> int:
     failed = (
         args.failed or args.error_type is not None or args.error_message is not None
     )
-    logger = UsageLogger(args.service, storage_dir=args.dir, strict=args.strict)
+    # Strict, so that a storage failure is the command's one error line.
+    logger = UsageLogger(args.service, storage_dir=args.dir, strict=True)
     entry = logger.log_usage(
         args.operation,
         tokens=args.tokens,
