@@ -36,6 +36,7 @@ _log = logging.getLogger("leyline_usage")
 
 INDEX_VERSION = 1
 _CHUNK = 1 << 20
+_LINES_PER_BATCH = 10_000
 # Bytes before the indexed offset that must still match for the index to apply.
 _CHECK_BYTES = 256
 # Hour buckets are keyed by the first 13 characters of the timestamp.
@@ -106,13 +107,10 @@ def load_index(log: Path, pricer: Pricer) -> LogIndex:
             assert saved is not None
             index = saved
         before = index.offset
-        try:
+        if _is_compressed(log):
+            pending = _extend_compressed(index, file, pricer, log)
+        else:
             pending = _extend(index, file, pricer)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            # A damaged segment: the entries before the damage are indexed.
-            _log.warning("segment %s is damaged: %s", log, exc)
-            index.skipped_lines += 1
-            pending = b""
         index.check = _check_value(log, fd, index.offset, status)
     _parse_tail(index, pending)
     if index.offset != before:
@@ -191,6 +189,34 @@ def _extend(index: LogIndex, file: Any, pricer: Pricer) -> bytes:
     return pending
 
 
+def _extend_compressed(index: LogIndex, file: Any, pricer: Pricer, log: Path) -> bytes:
+    """Index a whole compressed segment, keeping every line before any damage.
+
+    Lines are read one by one, so that a segment cut short loses no more than
+    the reader loses: the lines decompressed before the damage are indexed.
+    """
+    if index.offset:
+        return b""  # indexed before: compressed segments never change
+    lines: list[bytes] = []
+    try:
+        for line in file:
+            lines.append(line)
+            if len(lines) == _LINES_PER_BATCH:
+                _add_lines(index, b"".join(lines), index.offset, pricer)
+                index.offset += sum(len(done) for done in lines)
+                lines.clear()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        _log.warning("segment %s is damaged: %s", log, exc)
+        index.skipped_lines += 1
+    pending = b""
+    if lines and not lines[-1].endswith(b"\n"):
+        pending = lines.pop()
+    if lines:
+        _add_lines(index, b"".join(lines), index.offset, pricer)
+        index.offset += sum(len(done) for done in lines)
+    return pending
+
+
 def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
     loads = orjson.loads
     price = pricer.price
@@ -200,13 +226,14 @@ def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
     groups: dict[tuple[str, object, object], Totals] = {}
     spans: dict[str, list[int]] = {}
     errors = index.errors
-    lines = data.splitlines(keepends=True)
+    # Split on "\n" only, as the reader does: a stray "\r" is part of a line.
+    lines = data.split(b"\n")[:-1]
     position = base
     skipped = 0
 
     for line in lines:
         start = position
-        position += len(line)
+        position += len(line) + 1
         try:
             entry = loads(line)
         except orjson.JSONDecodeError:
@@ -226,7 +253,8 @@ def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
             cost, priced = price(entry)
 
         hour = timestamp[:_HOUR]
-        key = (hour, entry.get("session_id"), entry.get("service"))
+        # Text keys, whatever type another tool wrote, as session_totals uses.
+        key = (hour, str(entry.get("session_id")), str(entry.get("service")))
         totals = groups.get(key)
         if totals is None:
             totals = groups[key] = Totals()

@@ -43,13 +43,15 @@ from leyline_usage.session import (
     new_session_id,
     validate_session_id,
 )
-from leyline_usage.store import appender_for
+from leyline_usage.store import LockTimeout, appender_for
 from leyline_usage.tracking import Tracked
 
 _log = logging.getLogger("leyline_usage")
 
 DEFAULT_MAX_ENTRY_BYTES = 1 << 20
 _ENRICH_ARGUMENTS = ("entry", "metadata")
+# What the chain adds to a line: ,"chain":"<32 hex digits>"
+_CHAIN_BYTES = 43
 # A dropped entry is reported at most this often per logger; the rest are counted.
 _WARNING_INTERVAL = 60.0
 
@@ -143,7 +145,13 @@ class UsageLogger(ServiceQueries):
         """The id of the current session, started if there is none."""
         if self._explicit_session is not None:
             return self._explicit_session
-        return self._current_session(time.time())
+        now = time.time()
+        try:
+            return self._sessions.current(now)
+        except (StorageError, OSError):
+            if self.strict:
+                raise
+            return self._local_session(now)
 
     # -- logging ---------------------------------------------------------
 
@@ -230,11 +238,12 @@ class UsageLogger(ServiceQueries):
             session_id = validate_session_id(session_id)
 
         now = time.time()
+        session = session_id or self._explicit_session or self._current_session(now)
+        if session is None:
+            return None
         entry: Entry = {
             "timestamp": format_timestamp(now),
-            "session_id": session_id
-            or self._explicit_session
-            or self._current_session(now),
+            "session_id": session,
             "service": self.service,
             "operation": operation,
             "tokens": tokens,
@@ -257,7 +266,7 @@ class UsageLogger(ServiceQueries):
         if hooks.enrichers:
             self._enrich(hooks, entry)
         line = encode_entry(entry, self.strict)
-        if len(line) > self.max_entry_bytes:
+        if len(line) + (_CHAIN_BYTES if self.chain else 0) > self.max_entry_bytes:
             self._reject_oversized(entry, line)
         if self._batch is not None:
             self._batch.add(line, entry)
@@ -272,7 +281,7 @@ class UsageLogger(ServiceQueries):
             return None
         rotation = self._appender.rotation
         if rotation is not None and rotation.pending:
-            rotation.compress_pending(self.log_file)
+            rotation.compress_pending(self.log_file, self._appender.locked)
         if hooks.sinks:
             self._send_to_sinks(hooks, [entry])
         return entry
@@ -314,7 +323,7 @@ class UsageLogger(ServiceQueries):
             return
         rotation = self._appender.rotation
         if rotation is not None and rotation.pending:
-            rotation.compress_pending(self.log_file)
+            rotation.compress_pending(self.log_file, self._appender.locked)
         hooks = self._hooks()
         if hooks.sinks:
             self._send_to_sinks(hooks, entries)
@@ -441,15 +450,23 @@ class UsageLogger(ServiceQueries):
         return line
 
     def _reject_oversized(self, entry: Entry, line: bytes) -> None:
+        size = len(line) + (_CHAIN_BYTES if self.chain else 0)
+        chained = " with its chain hash" if self.chain else ""
         raise ValueError(
-            f"entry for operation {entry['operation']!r} is {len(line)} bytes, "
+            f"entry for operation {entry['operation']!r} is {size} bytes{chained}, "
             f"over the limit of {self.max_entry_bytes}: shorten its metadata "
             "or raise max_entry_bytes"
         )
 
-    def _current_session(self, now: float) -> str:
+    def _current_session(self, now: float) -> str | None:
+        """Return the session for an entry, or None if the entry must be dropped."""
         try:
             return self._sessions.current(now)
+        except LockTimeout as exc:
+            # The lock may be free by the time of the append, which would then
+            # write the entry under a session no other process knows.
+            self._drop(exc, 1)
+            return None
         except (StorageError, OSError) as exc:
             if self.strict:
                 self.dropped_entries += 1
@@ -457,9 +474,12 @@ class UsageLogger(ServiceQueries):
             # The append that follows fails the same way and is counted there;
             # the id only has to be stable for this process meanwhile.
             _log.debug("session state unavailable (%s); using a local session", exc)
-            if self._offline_session is None:
-                self._offline_session = new_session_id(now)
-            return self._offline_session
+            return self._local_session(now)
+
+    def _local_session(self, now: float) -> str:
+        if self._offline_session is None:
+            self._offline_session = new_session_id(now)
+        return self._offline_session
 
     def _drop(self, exc: OSError, count: int) -> None:
         self.dropped_entries += count

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from leyline_usage.entry import Entry, format_timestamp
+from leyline_usage.entry import TOKEN_KEYS, Entry, format_timestamp
 from leyline_usage.plugins import plugin_manager
 from leyline_usage.pricing import bundled_table_paths
 
@@ -67,7 +67,7 @@ class Pricer:
         stored = entry.get("cost_usd")
         if type(stored) is float or type(stored) is int:
             return float(stored), True
-        if entry.get("model"):
+        if type(entry.get("model")) is str and _counts_are_ints(entry):
             cost = self._hook(entry=entry)
             if cost is not None:
                 return float(cost), True
@@ -76,6 +76,15 @@ class Pricer:
 
 
 _COUNTED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def _counts_are_ints(entry: Entry) -> bool:
+    """Return True if every token count present is an int, as cost models expect.
+
+    Lines written by other tools may hold null or text there; such an entry
+    is priced at the fallback rate instead of failing the query.
+    """
+    return all(type(entry[key]) is int for key in TOKEN_KEYS if key in entry)
 
 
 class Totals:
@@ -184,7 +193,8 @@ class Totals:
             "success_rate": self.successes / self.operations
             if self.operations
             else 0.0,
-            "total_duration": self.duration,
+            # Rounded like the cost, so that sums taken in another order agree.
+            "total_duration": round(self.duration, 6),
             "estimated_cost": round(self.cost, 6),
             "failed_operations": self.operations - self.successes,
             **self.by_kind,

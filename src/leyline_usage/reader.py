@@ -13,7 +13,7 @@ import orjson
 
 from leyline_usage.entry import Entry
 from leyline_usage.paths import open_for_reading, validate_service_name
-from leyline_usage.segments import log_files, open_stream
+from leyline_usage.segments import log_files, open_stream, segment_log
 
 _log = logging.getLogger("leyline_usage")
 
@@ -83,8 +83,8 @@ def service_logs(directory: Path, services: Iterable[str] | None = None) -> list
         )
         # A service whose current log is missing may still have segments.
         for segment in directory.glob("*.jsonl.*Z-*"):
-            log = segment.with_name(segment.name.split(".jsonl.")[0] + ".jsonl")
-            if log not in logs and not log.name.startswith("."):
+            log = segment_log(segment)
+            if log is not None and log not in logs and not log.name.startswith("."):
                 logs.append(log)
         logs.sort()
     else:

@@ -17,6 +17,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,9 @@ from leyline_usage.paths import FILE_MODE, open_for_reading
 _log = logging.getLogger("leyline_usage")
 
 _STAMP = "%Y%m%dT%H%M%S"
-_SEGMENT = re.compile(r"\.(\d{8}T\d{6})\d{6}Z-[0-9a-f]{8}(\.gz)?$")
+# What follows "{service}.jsonl." in a segment name, matched whole, so that the
+# segments of service "a.jsonl" are never taken for those of service "a".
+_SEGMENT_SUFFIX = re.compile(r"(\d{8}T\d{6})\d{6}Z-[0-9a-f]{8}(\.gz)?")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -56,12 +59,22 @@ def list_segments(log: Path) -> list[Path]:
     except FileNotFoundError:
         return []
     for name in names:
-        if not name.startswith(prefix) or _SEGMENT.search(name) is None:
+        if not name.startswith(prefix) or not _SEGMENT_SUFFIX.fullmatch(
+            name[len(prefix) :]
+        ):
             continue
         base = name.removesuffix(".gz")
         if base not in found or not name.endswith(".gz"):
             found[base] = log.parent / name
     return [found[base] for base in sorted(found)]
+
+
+def segment_log(segment: Path) -> Path | None:
+    """Return the log a segment was rotated from, or None if it is not a segment."""
+    name, separator, suffix = segment.name.rpartition(".jsonl.")
+    if separator and _SEGMENT_SUFFIX.fullmatch(suffix):
+        return segment.with_name(name + ".jsonl")
+    return None
 
 
 def log_files(log: Path) -> list[Path]:
@@ -71,8 +84,8 @@ def log_files(log: Path) -> list[Path]:
 
 def rotated_at(segment: Path) -> float:
     """Return when ``segment`` was rotated out, as a Unix time."""
-    match = _SEGMENT.search(segment.name)
-    if match is None:
+    match = _SEGMENT_SUFFIX.search(segment.name)
+    if match is None or match.end() != len(segment.name):
         raise ValueError(f"{segment.name} is not a segment name")
     moment = datetime.strptime(match.group(1), _STAMP).replace(tzinfo=timezone.utc)
     return moment.timestamp()
@@ -141,15 +154,22 @@ class Rotation:
         _log.debug("rotated %s to %s", log, segment.name)
         return segment
 
-    def compress_pending(self, log: Path) -> None:
-        """Compress rotated segments; runs after the lock is released."""
+    def compress_pending(self, log: Path, locked: Locker) -> None:
+        """Compress rotated segments; runs after the lock is released.
+
+        ``locked`` takes the service lock, held only to swap the plain segment
+        for its compressed copy, so a query under the lock sees either.
+        """
         self.pending.clear()
         for segment in list_segments(log):
             if not segment.name.endswith(".gz"):
-                compress_segment(segment)
+                compress_segment(segment, locked)
 
 
-def compress_segment(segment: Path) -> Path:
+Locker = Callable[[], AbstractContextManager[None]]
+
+
+def compress_segment(segment: Path, locked: Locker = contextlib.nullcontext) -> Path:
     """Write ``segment.gz`` and remove the plain segment, never leaving neither."""
     target = segment.with_name(segment.name + ".gz")
     temporary = segment.with_name(
@@ -174,10 +194,14 @@ def compress_segment(segment: Path) -> Path:
             os.fsync(sink.fileno())
         # The .gz appears whole (rename), and only then does the plain copy go,
         # so a crash at any point leaves a complete segment.
-        os.replace(temporary, target)
-        os.unlink(segment)
+        with locked():
+            os.replace(temporary, target)
+            os.unlink(segment)
         with contextlib.suppress(OSError):
             os.unlink(segment.with_name(f".{segment.name}.index"))
+    except FileNotFoundError:
+        # Another writer compressed the segment first.
+        pass
     except OSError as exc:
         _log.warning("could not compress segment %s: %s", segment, exc)
         with contextlib.suppress(OSError):

@@ -29,7 +29,8 @@ from leyline_usage.store import Appender
 
 SESSION_ID_ENV = "LEYLINE_SESSION_ID"
 DEFAULT_TIMEOUT = 3600.0
-# How stale the state file's last_activity may get while a process is active.
+# How stale the state file's last_activity may get while a process is active
+# (a quarter of the timeout, for timeouts under four minutes).
 ACTIVITY_REFRESH_SECONDS = 60.0
 
 _log = logging.getLogger("leyline_usage")
@@ -64,6 +65,7 @@ class SessionTracker:
             )
         self.state_path = state_path
         self.timeout = float(timeout)
+        self._refresh_interval = min(ACTIVITY_REFRESH_SECONDS, self.timeout / 4)
         self._appender = appender
         self._session_id: str | None = None
         # The latest activity this process knows of, and the last_activity it
@@ -78,8 +80,8 @@ class SessionTracker:
             # Activity only moves forward, so no process can have ended this
             # session before known_activity + timeout.
             self._known_activity = now
-            if now - self._saved_activity >= ACTIVITY_REFRESH_SECONDS:
-                self._refresh(session_id, now)
+            if now - self._saved_activity >= self._refresh_interval:
+                return self._refresh(session_id, now)
             return session_id
         return self._resolve(now)
 
@@ -116,7 +118,8 @@ class SessionTracker:
         self._known_activity = now
         return session_id
 
-    def _refresh(self, session_id: str, now: float) -> None:
+    def _refresh(self, session_id: str, now: float) -> str:
+        """Save this process's activity and return the session to continue in."""
         with self._appender.locked():
             state = self._read_state()
             if state is None:
@@ -129,11 +132,15 @@ class SessionTracker:
                 }
                 self._write_state(state)
             elif state["session_id"] != session_id:
-                return
+                # Another process started a session while this one waited for
+                # the lock at the edge of the timeout: join it, so the split
+                # lasts at most one refresh interval.
+                session_id = self._session_id = str(state["session_id"])
             elif float(state["last_activity"]) < now:
                 state["last_activity"] = now
                 self._write_state(state)
         self._saved_activity = now
+        return session_id
 
     def _state_from_log(self) -> dict[str, Any] | None:
         """Rebuild lost session state from the service's last entry, if recent."""
