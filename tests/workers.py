@@ -54,3 +54,16 @@ def log_sequence_chained(storage: str, service: str, worker: int, count: int) ->
         logger.log_usage(
             "step", tokens=number, metadata={"worker": worker, "seq": number}
         )
+
+
+def log_sequence_rotating_fast(
+    storage: str, service: str, worker: int, count: int
+) -> None:
+    """Log ``count`` numbered entries into a log that rotates every few entries."""
+    logger = UsageLogger(
+        service, storage_dir=Path(storage), strict=True, rotate_bytes=6_000
+    )
+    for number in range(count):
+        logger.log_usage(
+            "step", tokens=number, metadata={"worker": worker, "seq": number}
+        )
