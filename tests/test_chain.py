@@ -176,3 +176,38 @@ def test_chain_from_config(
 
     assert entry is not None
     assert "chain" in entry
+
+
+def test_prune_keeps_the_chain_verifiable(storage: Path) -> None:
+    logger = chained_log(storage, 120, rotate_bytes=3000)
+    before = len(list_segments(logger.log_file))
+
+    pruned = run_cli("prune", "svc", "--older-than", "0s", "--dir", storage)
+    left = list_segments(logger.log_file)
+    logger.log_usage("after-prune")
+    report = verify_chain(logger.log_file)
+
+    assert pruned.returncode == 0
+    assert before >= 3
+    assert left == []
+    assert report.ok, report.problem
+    assert (storage / "svc.jsonl.anchor").stat().st_mode & 0o777 == 0o600
+
+
+def test_prune_then_tamper_still_found(storage: Path) -> None:
+    logger = chained_log(storage, 120, rotate_bytes=3000)
+    run_cli("prune", "svc", "--older-than", "0s", "--dir", storage)
+
+    rewrite_lines(logger.log_file, lambda lines: lines[1:])
+
+    assert not verify_chain(logger.log_file).ok
+
+
+@pytest.mark.parametrize("service", ["plain", "missing"])
+def test_verify_without_chained_entries_fails(storage: Path, service: str) -> None:
+    UsageLogger("plain", storage_dir=storage).log_usage("op")
+
+    result = run_cli("verify", service, "--dir", storage)
+
+    assert result.returncode == 1
+    assert "no chained entries" in result.stdout

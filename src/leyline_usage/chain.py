@@ -17,6 +17,7 @@ files, since no secret is involved.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ from typing import Any
 import orjson
 
 from leyline_usage.paths import open_for_reading
-from leyline_usage.segments import list_segments, log_files, open_stream
+from leyline_usage.segments import (
+    list_segments,
+    log_files,
+    open_stream,
+    remove_segments,
+    segments_older_than,
+)
 
 CHAIN_KEY = "chain"
 _DIGITS = 32
@@ -106,9 +113,11 @@ def verify_chain(log: Path) -> ChainReport:
     unchained and accepted.
     """
     report = ChainReport()
-    expected = genesis(log)
+    expected = read_anchor(log) or genesis(log)
     chain_started = False
     for path in log_files(log):
+        if not path.exists():
+            continue
         report.files += 1
         for number, (line, entry) in enumerate(_entry_lines(path), start=1):
             report.lines += 1
@@ -127,6 +136,53 @@ def verify_chain(log: Path) -> ChainReport:
                 report.chained += 1
             expected = line_hash(line)
     return report
+
+
+def anchor_path(log: Path) -> Path:
+    """Return the file that keeps the chain's anchor after old segments are pruned."""
+    return log.with_name(log.name + ".anchor")
+
+
+def read_anchor(log: Path) -> str | None:
+    """Return what the oldest remaining entry chains to, if segments were pruned."""
+    fd = open_for_reading(anchor_path(log))
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        try:
+            anchor = orjson.loads(file.read()).get("anchor")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+    return anchor if isinstance(anchor, str) else None
+
+
+def prune_keeping_anchor(log: Path, older_than: float) -> list[Path]:
+    """Delete old segments, first saving the hash the next entry chains to.
+
+    Without it, the first entry left would not match the service's anchor
+    and verify would report the pruned segments as tampering.
+    """
+    old = segments_older_than(log, older_than)
+    if not old:
+        return []
+    last = None
+    for line, entry in _entry_lines(old[-1]):
+        if entry is not None:
+            last = line
+    if last is not None:
+        state = {"after_segment": old[-1].name, "anchor": line_hash(last)}
+        _write_private(anchor_path(log), orjson.dumps(state))
+    return remove_segments(old)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600
+    )
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
 
 
 def _fail(report: ChainReport, path: Path, number: int, reason: str) -> ChainReport:

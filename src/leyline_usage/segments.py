@@ -209,15 +209,18 @@ def compress_segment(segment: Path, locked: Locker = contextlib.nullcontext) -> 
     return target
 
 
-def prune_segments(
+def segments_older_than(
     log: Path, older_than: float, now: Callable[[], float] = time.time
 ) -> list[Path]:
-    """Delete segments of ``log`` rotated more than ``older_than`` seconds ago."""
+    """Return the segments of ``log`` rotated more than ``older_than`` seconds ago."""
     cutoff = now() - older_than
+    return [s for s in list_segments(log) if rotated_at(s) < cutoff]
+
+
+def remove_segments(segments: list[Path]) -> list[Path]:
+    """Delete ``segments`` with their index files; return those deleted."""
     removed = []
-    for segment in list_segments(log):
-        if rotated_at(segment) >= cutoff:
-            continue
+    for segment in segments:
         plain = segment.name.removesuffix(".gz")
         for name in (plain, f"{plain}.gz", f".{plain}.index", f".{plain}.gz.index"):
             with contextlib.suppress(FileNotFoundError):

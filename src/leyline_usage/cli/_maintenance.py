@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from leyline_usage.chain import verify_chain
+from leyline_usage.chain import prune_keeping_anchor, verify_chain
 from leyline_usage.cli._output import emit
 from leyline_usage.paths import default_storage_dir, validate_service_name
-from leyline_usage.segments import parse_duration, prune_segments
+from leyline_usage.segments import parse_duration
 
 _DIR_HELP = "storage directory (default: $LEYLINE_USAGE_DIR or ~/.claude/leyline/usage)"
 
@@ -44,7 +44,7 @@ def _log_path(args: argparse.Namespace) -> Path:
 def run_prune(args: argparse.Namespace) -> int:
     """Delete the service's segments rotated longer ago than ``--older-than``."""
     older_than = parse_duration(args.older_than)
-    removed = prune_segments(_log_path(args), older_than)
+    removed = prune_keeping_anchor(_log_path(args), older_than)
     if args.json:
         emit({"removed": [str(path) for path in removed]}, "json")
     else:
@@ -55,6 +55,12 @@ def run_prune(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     """Check the hash chain; exit 1 at the first line that does not follow."""
     report = verify_chain(_log_path(args))
+    if report.ok and report.chained == 0:
+        # Nothing was checked; an "ok" would read as a clean bill of health.
+        report.problem = (
+            f"no chained entries in {report.files} file(s) of {args.service!r}: "
+            "log with chain=True (or chain = true in the config file) to use verify"
+        )
     if args.json:
         emit(report.as_dict(), "json")
     elif report.ok:
