@@ -206,7 +206,11 @@ _COMMENTS = {
     "logging": (
         "# Seconds without activity after which the next entry starts a new\n"
         "# session, and the USD price per million tokens of entries that no\n"
-        "# pricing table can price."
+        "# pricing table can price. Uncomment to rotate logs past a size or an\n"
+        "# age, and to hash-chain every entry for leyline-usage verify.\n"
+        "# rotate_bytes = 50_000_000\n"
+        '# rotate_age = "30d"\n'
+        "# chain = true"
     ),
     "plugins": (
         "# Plugins load from the leyline_usage entry-point group. Uncomment\n"

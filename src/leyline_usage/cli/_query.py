@@ -171,6 +171,8 @@ def run_summary(args: argparse.Namespace) -> int:
     summary = totals.as_dict()
     summary["skipped_lines"] = skipped
     summary["days"] = None if args.all else args.days
+    if args.format == "table" and summary["days"] is not None:
+        summary["days"] = f"{args.days:g}"
     rows = [
         {"metric": k, "value": v} for k, v in summary.items() if k != "cost_by_model"
     ]
