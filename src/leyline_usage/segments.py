@@ -28,8 +28,8 @@ from leyline_usage.paths import FILE_MODE, open_for_reading
 _log = logging.getLogger("leyline_usage")
 
 _STAMP = "%Y%m%dT%H%M%S"
-# What follows "{service}.jsonl." in a segment name, matched whole, so that the
-# segments of service "a.jsonl" are never taken for those of service "a".
+# The part of a segment name after "{service}.jsonl.", matched whole, so that
+# the segments of service "a.jsonl" are never taken for those of service "a".
 _SEGMENT_SUFFIX = re.compile(r"(\d{8}T\d{6})\d{6}Z-[0-9a-f]{8}(\.gz)?")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -158,7 +158,7 @@ class Rotation:
         """Compress rotated segments; runs after the lock is released.
 
         ``locked`` takes the service lock, held only to swap the plain segment
-        for its compressed copy, so a query under the lock sees either.
+        for its compressed copy, so a query under the lock reads one or the other.
         """
         self.pending.clear()
         for segment in list_segments(log):

@@ -1,4 +1,4 @@
-"""The query methods of UsageLogger, answered from the incremental index."""
+"""The query methods of UsageLogger, computed from the incremental index."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class ServiceQueries:
         A rotation renames the log and then compresses the segment, so a query
         that listed the files before it could miss or misread entries. The
         file list changes with every rotation, so an unchanged list after the
-        query means its answer is whole.
+        query means its result is complete.
         """
         for _ in range(_ATTEMPTS):
             files = self.files()

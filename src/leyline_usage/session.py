@@ -7,9 +7,9 @@ service lock, by writing a temporary file and renaming it over the old one.
 The state file is not rewritten per entry. The last activity of a service is
 the later of the state's ``last_activity`` and the modification time of the
 service log, which every append advances. So a process only needs the state
-file when its own view says the session might have expired, and the one-hour
-rule holds across processes even though ``last_activity`` is refreshed at most
-once a minute.
+file when its own record shows that the session might have expired, and the
+one-hour rule holds across processes even though ``last_activity`` is
+refreshed at most once a minute.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from leyline_usage.store import Appender
 
 SESSION_ID_ENV = "LEYLINE_SESSION_ID"
 DEFAULT_TIMEOUT = 3600.0
-# How stale the state file's last_activity may get while a process is active
-# (a quarter of the timeout, for timeouts under four minutes).
+# The longest delay before an active process refreshes the state file's
+# last_activity (a quarter of the timeout, for timeouts under four minutes).
 ACTIVITY_REFRESH_SECONDS = 60.0
 
 _log = logging.getLogger("leyline_usage")
@@ -68,7 +68,7 @@ class SessionTracker:
         self._refresh_interval = min(ACTIVITY_REFRESH_SECONDS, self.timeout / 4)
         self._appender = appender
         self._session_id: str | None = None
-        # The latest activity this process knows of, and the last_activity it
+        # The latest activity this process has seen, and the last_activity it
         # last saw in (or wrote to) the state file.
         self._known_activity = 0.0
         self._saved_activity = 0.0
