@@ -182,12 +182,16 @@ class Appender:
 
     def append(self, data: bytes) -> None:
         """Write ``data`` (one or more complete lines) with a single ``os.write``."""
+        # The helpers of locked() are spelled out here: this is the hot path.
         with self._thread_lock:
-            self._acquire()
+            lock = self._lock
+            if lock is None:
+                lock = self._open_lock()
+            lock.acquire(self.lock_timeout)
             try:
                 self._write_locked(data)
             finally:
-                self._release()
+                lock.release()
 
     def append_built(self, build: Callable[[bytes | None], bytes]) -> None:
         """Write the lines ``build`` returns when given the log's last entry line.
@@ -286,9 +290,8 @@ class Appender:
         self._end = -1
         return os.fstat(self._fd).st_size
 
-    def _write_locked(self, data: bytes, size: int | None = None) -> None:
-        if size is None:
-            size = self._current_size()
+    def _write_locked(self, data: bytes) -> None:
+        size = self._current_size()
         rotation = self.rotation
         if rotation is not None and rotation.due(
             self.log_path, self._fd, size, len(data)
