@@ -50,7 +50,7 @@ _log = logging.getLogger("leyline_usage")
 
 DEFAULT_MAX_ENTRY_BYTES = 1 << 20
 _ENRICH_ARGUMENTS = ("entry", "metadata")
-# What the chain adds to a line: ,"chain":"<32 hex digits>"
+# Bytes the chain adds to a line: ,"chain":"<32 hex digits>"
 _CHAIN_BYTES = 43
 # A dropped entry is reported at most this often per logger; the rest are counted.
 _WARNING_INTERVAL = 60.0
@@ -464,7 +464,7 @@ class UsageLogger(ServiceQueries):
             return self._sessions.current(now)
         except LockTimeout as exc:
             # The lock may be free by the time of the append, which would then
-            # write the entry under a session no other process knows.
+            # write the entry under a session no other process has seen.
             self._drop(exc, 1)
             return None
         except (StorageError, OSError) as exc:

@@ -88,14 +88,8 @@ def open_for_reading(path: Path) -> int | None:
     regular file, and never blocks on a FIFO.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if _is_symlink(path):
-            raise StorageError(path, "refusing to follow a symlink; remove it") from exc
-        raise StorageError(path, f"cannot open: {exc.strerror or exc}") from exc
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise StorageError(path, "not a regular file; remove it")
-    return fd
+        return open_private(path, os.O_RDONLY)
+    except StorageError:
+        if not os.path.lexists(path):
+            return None
+        raise

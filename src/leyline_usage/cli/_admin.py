@@ -99,6 +99,7 @@ def run_plugins(args: argparse.Namespace) -> int:
                 + manager.failures.get(str(name), 0),
             }
         )
+
     report = manager.load_report
     if args.json:
         emit(
@@ -106,6 +107,7 @@ def run_plugins(args: argparse.Namespace) -> int:
             "json",
         )
         return 0
+
     table = [_plugin_table_row(row) for row in rows]
     columns = [
         ("name", "PLUGIN"),
@@ -114,6 +116,7 @@ def run_plugins(args: argparse.Namespace) -> int:
         ("failures", "FAILURES"),
     ]
     emit(None, "table", table, columns)
+
     for name, reason in sorted(report.skipped.items()):
         print(f"not loaded: {name} ({reason})")
     for name, reason in sorted(report.failed.items()):
@@ -141,7 +144,7 @@ def run_config_init(args: argparse.Namespace) -> int:
 
 
 def run_config_check(args: argparse.Namespace) -> int:
-    """Validate the config file and say which one was read."""
+    """Validate the config file and report which one was read."""
     path = config_path()
     config = parse_config(path)
     if config.path is None:
@@ -270,10 +273,12 @@ def run_prices_cost(args: argparse.Namespace) -> int:
     counts["cache_write_tokens"] = (
         counts["cache_write_5m_tokens"] + counts["cache_write_1h_tokens"]
     )
+
     when = args.at or date.today()
     prices = _lookup(args.model)
     quote = _table().quote(prices.model, when, counts)
     assert quote is not None
+
     data = {
         "model": prices.model,
         "cost_usd": format(quote.cost.normalize(), "f"),
@@ -288,6 +293,7 @@ def run_prices_cost(args: argparse.Namespace) -> int:
     if args.json:
         emit(data, "json")
         return 0
+
     tier = (
         f"long-context tier above {quote.tier.above_input_tokens:,} input tokens"
         if quote.tier
