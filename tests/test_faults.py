@@ -293,16 +293,12 @@ def test_lock_held_past_timeout_gives_up(
     lock = storage / "svc.jsonl.lock"
     caplog.set_level(logging.WARNING, logger="leyline_usage")
 
-    appender = appender_for(storage / "svc.jsonl")
-    default_timeout = appender.lock_timeout
-    appender.lock_timeout = 0.5
-    try:
-        with _lock_holder(lock):
-            logger = UsageLogger("svc", storage_dir=storage, strict=strict)
-            call = _Call(lambda: logger.log_usage("timed out"))
-            finished = call.finished_within(FINISH_TIMEOUT)
-    finally:
-        appender.lock_timeout = default_timeout
+    with _lock_holder(lock):
+        logger = UsageLogger(
+            "svc", storage_dir=storage, strict=strict, lock_timeout=0.5
+        )
+        call = _Call(lambda: logger.log_usage("timed out"))
+        finished = call.finished_within(FINISH_TIMEOUT)
 
     assert finished
     if strict:

@@ -13,6 +13,7 @@ from conftest import run_writers, sequences_by_worker
 
 from leyline_usage import StorageError, UsageLogger
 from leyline_usage.reader import ReadStats, iter_entries
+from leyline_usage.segments import list_segments
 
 PROCESSES = 8
 ENTRIES_PER_PROCESS = 2_000
@@ -145,3 +146,14 @@ def test_forked_child_uses_its_own_descriptors(storage: Path) -> None:
     assert operations.count("child") == 100
     assert operations.count("parent") == 101
     assert logger.skipped_lines == 0
+
+
+def test_loggers_of_one_service_keep_their_settings(storage: Path) -> None:
+    plain = UsageLogger("svc", storage_dir=storage)
+    UsageLogger("svc", storage_dir=storage, lock_timeout=0.01, rotate_bytes=500)
+
+    for _ in range(20):
+        plain.log_usage("op")
+
+    assert plain._write_options.lock_timeout == 10.0
+    assert list_segments(plain.log_file) == []

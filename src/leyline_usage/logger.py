@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,12 @@ from leyline_usage.session import (
     new_session_id,
     validate_session_id,
 )
-from leyline_usage.store import LockTimeout, appender_for
+from leyline_usage.store import (
+    DEFAULT_LOCK_TIMEOUT,
+    LockTimeout,
+    WriteOptions,
+    appender_for,
+)
 from leyline_usage.tracking import Tracked
 
 _log = logging.getLogger("leyline_usage")
@@ -117,18 +122,23 @@ class UsageLogger(ServiceQueries):
             rotate_bytes = config.rotate_bytes
         if rotate_age is None:
             rotate_age = config.rotate_age
+        rotation = None
         if rotate_bytes is not None or rotate_age is not None:
-            self._appender.rotation = Rotation(rotate_bytes, rotate_age)
+            rotation = Rotation(rotate_bytes, rotate_age)
         self.chain = config.chain if chain is None else bool(chain)
-        if lock_timeout is not None:
-            if not 0 < lock_timeout < math.inf:
-                raise ValueError(
-                    "lock_timeout must be a positive number of seconds, "
-                    f"got {lock_timeout!r}"
-                )
-            self._appender.lock_timeout = float(lock_timeout)
+        if lock_timeout is not None and not 0 < lock_timeout < math.inf:
+            raise ValueError(
+                "lock_timeout must be a positive number of seconds, "
+                f"got {lock_timeout!r}"
+            )
+        self._write_options = WriteOptions(
+            DEFAULT_LOCK_TIMEOUT if lock_timeout is None else float(lock_timeout),
+            rotation,
+        )
         timeout = self.SESSION_TIMEOUT if session_timeout is None else session_timeout
-        self._sessions = SessionTracker(self._appender, self.session_file, timeout)
+        self._sessions = SessionTracker(
+            self._appender, self.session_file, timeout, self._write_options
+        )
         self._fallback_rate: Decimal | float | str = fallback_rate
         self._pricer: Pricer | None = None
         self._last_warning = -math.inf
@@ -275,13 +285,13 @@ class UsageLogger(ServiceQueries):
             if self.chain:
                 self._append_chained([entry])
             else:
-                self._appender.append(line)
+                self._appender.append(line, self._write_options)
         except (StorageError, OSError) as exc:
             self._drop(exc, 1)
             return None
-        rotation = self._appender.rotation
+        rotation = self._write_options.rotation
         if rotation is not None and rotation.pending:
-            rotation.compress_pending(self.log_file, self._appender.locked)
+            rotation.compress_pending(self.log_file, self._locked)
         if hooks.sinks:
             self._send_to_sinks(hooks, [entry])
         return entry
@@ -317,19 +327,24 @@ class UsageLogger(ServiceQueries):
             if self.chain:
                 self._append_chained(entries)
             else:
-                self._appender.append(data)
+                self._appender.append(data, self._write_options)
         except (StorageError, OSError) as exc:
             self._drop(exc, len(entries))
             return
-        rotation = self._appender.rotation
+        rotation = self._write_options.rotation
         if rotation is not None and rotation.pending:
-            rotation.compress_pending(self.log_file, self._appender.locked)
+            rotation.compress_pending(self.log_file, self._locked)
         hooks = self._hooks()
         if hooks.sinks:
             self._send_to_sinks(hooks, entries)
 
+    def _locked(self) -> AbstractContextManager[None]:
+        return self._appender.locked(self._write_options)
+
     def _append_chained(self, entries: Sequence[Entry]) -> None:
-        self._appender.append_built(lambda last: self._chained_lines(entries, last))
+        self._appender.append_built(
+            lambda last: self._chained_lines(entries, last), self._write_options
+        )
 
     def _chained_lines(self, entries: Sequence[Entry], last: bytes | None) -> bytes:
         """Encode ``entries``, each carrying the hash of the line before it."""
@@ -410,7 +425,7 @@ class UsageLogger(ServiceQueries):
         out, so importing the same source twice adds nothing.
         """
         try:
-            with self._appender.locked():
+            with self._appender.locked(self._write_options):
                 if skip_existing:
                     present = {e.get("id") for e in iter_entries(self.files())}
                     entries = [e for e in entries if e.get("id") not in present]

@@ -18,7 +18,7 @@ from leyline_usage.index import (
 from leyline_usage.query import Pricer, Totals, cutoff_timestamp, session_stats_dict
 from leyline_usage.reader import ReadStats, iter_entries
 from leyline_usage.segments import log_files
-from leyline_usage.store import Appender
+from leyline_usage.store import Appender, WriteOptions
 
 T = TypeVar("T")
 # Runs of a query without the lock before one run under it.
@@ -33,6 +33,7 @@ class ServiceQueries:
     _fallback_rate: Decimal | float | str
     _pricer: Pricer | None
     _appender: Appender
+    _write_options: WriteOptions
 
     def _active_session(self) -> str | None:
         raise NotImplementedError
@@ -73,7 +74,7 @@ class ServiceQueries:
                 return result
         # Rotations keep overtaking the query: hold the service lock, under
         # which rotations and segment swaps happen, for one last run.
-        with self._appender.locked():
+        with self._appender.locked(self._write_options):
             return compute(self.files())
 
     def get_recent_operations(self, hours: float = 24) -> list[Entry]:

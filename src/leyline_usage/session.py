@@ -25,7 +25,7 @@ import orjson
 
 from leyline_usage.errors import StorageError
 from leyline_usage.paths import ensure_storage_dir, open_private
-from leyline_usage.store import Appender
+from leyline_usage.store import DEFAULT_OPTIONS, Appender, WriteOptions
 
 SESSION_ID_ENV = "LEYLINE_SESSION_ID"
 DEFAULT_TIMEOUT = 3600.0
@@ -58,7 +58,13 @@ def validate_session_id(session_id: object) -> str:
 class SessionTracker:
     """Finds or starts the current session of one service."""
 
-    def __init__(self, appender: Appender, state_path: Path, timeout: float) -> None:
+    def __init__(
+        self,
+        appender: Appender,
+        state_path: Path,
+        timeout: float,
+        options: WriteOptions = DEFAULT_OPTIONS,
+    ) -> None:
         if not timeout > 0:
             raise ValueError(
                 f"session timeout must be a positive number of seconds, got {timeout!r}"
@@ -67,6 +73,7 @@ class SessionTracker:
         self.timeout = float(timeout)
         self._refresh_interval = min(ACTIVITY_REFRESH_SECONDS, self.timeout / 4)
         self._appender = appender
+        self._options = options
         self._session_id: str | None = None
         # The latest activity this process has seen, and the last_activity it
         # last saw in (or wrote to) the state file.
@@ -98,7 +105,7 @@ class SessionTracker:
         return None
 
     def _resolve(self, now: float) -> str:
-        with self._appender.locked():
+        with self._appender.locked(self._options):
             state = self._read_state()
             if state is None:
                 state = self._state_from_log()
@@ -120,7 +127,7 @@ class SessionTracker:
 
     def _refresh(self, session_id: str, now: float) -> str:
         """Save this process's activity and return the session to continue in."""
-        with self._appender.locked():
+        with self._appender.locked(self._options):
             state = self._read_state()
             if state is None:
                 # Lost or unreadable while this session is active: write it

@@ -24,6 +24,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -139,6 +140,17 @@ class _FlockLock:
         os.close(self._fd)
 
 
+@dataclass(frozen=True)
+class WriteOptions:
+    """A logger's settings for the writes it asks an appender for."""
+
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    rotation: Rotation | None = None
+
+
+DEFAULT_OPTIONS = WriteOptions()
+
+
 class Appender:
     """Appends complete lines to one service log under the service lock.
 
@@ -155,9 +167,10 @@ class Appender:
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.lock_path = log_path.with_name(log_path.name + ".lock")
-        self.lock_timeout = DEFAULT_LOCK_TIMEOUT
-        self.rotation: Rotation | None = None
         self._thread_lock = threading.Lock()
+        # The options of the call holding the thread lock: each logger passes
+        # its own, so loggers of one service in a process keep their settings.
+        self._options = DEFAULT_OPTIONS
         self._lock: _FlockLock | _FileLockFallback | None = None
         self._fd = -1
         # Size of the log right after this process's last write. When the size
@@ -166,9 +179,10 @@ class Appender:
         self._end = -1
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, options: WriteOptions = DEFAULT_OPTIONS) -> Iterator[None]:
         """Hold the service lock (thread and process) for the duration of the block."""
         with self._thread_lock:
+            self._options = options
             self._acquire()
             try:
                 # Appends check the lock file when the log changed under them;
@@ -180,20 +194,25 @@ class Appender:
             finally:
                 self._release()
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes, options: WriteOptions = DEFAULT_OPTIONS) -> None:
         """Write ``data`` (one or more complete lines) with a single ``os.write``."""
         # The helpers of locked() are spelled out here: this is the hot path.
         with self._thread_lock:
+            self._options = options
             lock = self._lock
             if lock is None:
                 lock = self._open_lock()
-            lock.acquire(self.lock_timeout)
+            lock.acquire(options.lock_timeout)
             try:
                 self._write_locked(data)
             finally:
                 lock.release()
 
-    def append_built(self, build: Callable[[bytes | None], bytes]) -> None:
+    def append_built(
+        self,
+        build: Callable[[bytes | None], bytes],
+        options: WriteOptions = DEFAULT_OPTIONS,
+    ) -> None:
         """Write the lines ``build`` returns when given the log's last entry line.
 
         ``build`` runs under the lock, so what it writes can depend on the
@@ -201,6 +220,7 @@ class Appender:
         that is a JSON object, or None if the log has none.
         """
         with self._thread_lock:
+            self._options = options
             self._acquire()
             try:
                 self._write_locked(build(self.last_entry_line_locked()))
@@ -235,7 +255,7 @@ class Appender:
         lock = self._lock
         if lock is None:
             lock = self._open_lock()
-        lock.acquire(self.lock_timeout)
+        lock.acquire(self._options.lock_timeout)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -256,7 +276,7 @@ class Appender:
         lock.release()
         lock.close()
         self._lock = None
-        self._open_lock().acquire(self.lock_timeout)
+        self._open_lock().acquire(self._options.lock_timeout)
 
     def _current_size(self) -> int:
         """Return the log's size, first moving to the file now at the path.
@@ -292,7 +312,7 @@ class Appender:
 
     def _write_locked(self, data: bytes) -> None:
         size = self._current_size()
-        rotation = self.rotation
+        rotation = self._options.rotation
         if rotation is not None and rotation.due(
             self.log_path, self._fd, size, len(data)
         ):
