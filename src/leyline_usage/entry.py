@@ -128,6 +128,8 @@ def token_breakdown(
 def _cache_writes(
     total: int | None, write_5m: int | None, write_1h: int | None
 ) -> dict[str, int]:
+    if write_5m is None and write_1h is None:
+        return {"cache_write_tokens": check_token_count("cache_write_tokens", total)}
     counts = {}
     if write_5m is not None:
         counts["cache_write_5m_tokens"] = check_token_count(

@@ -59,4 +59,5 @@ def leyline_usage_cost(entry: dict[str, Any]) -> float | None:
     timestamp = entry.get("timestamp")
     day = timestamp[:10] if type(timestamp) is str else date.today().isoformat()
     # The entry itself maps token kinds to counts, as the table expects.
-    return price_table().fast_cost(model, day, entry)
+    table = _table if _table is not None and _config_error is None else price_table()
+    return table.fast_cost(model, day, entry)
