@@ -61,7 +61,9 @@ def test_user_prices_add_and_override(config_file: Path, storage: Path) -> None:
     opus = logger.log_usage("b", model="claude-opus-4-6", input_tokens=1_000_000)
     unknown = logger.log_usage("c", model="mystery", tokens=1_000_000)
 
-    assert house is not None and opus is not None and unknown is not None
+    assert house is not None
+    assert opus is not None
+    assert unknown is not None
     assert house["cost_usd"] == 1.0
     assert opus["cost_usd"] == 4.0
     assert logger.get_usage_summary()["estimated_cost"] == pytest.approx(

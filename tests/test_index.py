@@ -1,4 +1,4 @@
-"""The incremental index gives the answers of a full scan, however the log changes."""
+"""The incremental index returns the results of a full scan, however the log changes."""
 
 from __future__ import annotations
 

@@ -85,7 +85,9 @@ def test_price_history_follows_date(table: PriceTable) -> None:
     late = table.quote("model-a", date(2025, 7, 1), counts)
     before_first = table.quote("model-a", date(2024, 1, 1), counts)
 
-    assert early is not None and late is not None and before_first is not None
+    assert early is not None
+    assert late is not None
+    assert before_first is not None
     assert early.cost == Decimal("1.2")
     assert late.cost == Decimal("0.6")
     assert before_first.cost == Decimal("1.2")

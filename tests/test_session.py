@@ -75,7 +75,7 @@ def test_expired_session_is_replaced(storage: Path) -> None:
 
 
 def test_recent_log_append_keeps_session_alive(storage: Path) -> None:
-    # The state file says two hours idle, but another process appended a
+    # The state file shows two hours idle, but another process appended a
     # minute ago: that append is activity, so the session continues.
     write_state(storage, "svc", "session_busy", time.time() - 7200)
     age_log(storage, "svc", 60)

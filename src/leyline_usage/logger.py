@@ -308,7 +308,7 @@ class UsageLogger(ServiceQueries):
         are buffered, when the oldest is ``max_delay`` seconds old, when the
         block ends, and at interpreter exit. A nested ``batch()`` joins the
         outer one. ``log_usage`` still validates and returns each entry at
-        once; a storage failure at flush time drops and counts the entries,
+        once. A storage failure at flush time drops and counts the entries,
         or with ``strict=True`` raises at the next call.
         """
         if self._batch is not None:
@@ -371,7 +371,7 @@ class UsageLogger(ServiceQueries):
         Works with ``with``, ``async with`` and on sync or async functions.
         A block that raises is logged as failed, with the exception's type and
         message, and the exception propagates. Inside a ``with`` block, set
-        ``usage``, ``model`` or ``metadata`` on the returned object; a decorated
+        ``usage``, ``model`` or ``metadata`` on the returned object. A decorated
         function's return value supplies them if it has a ``usage`` field.
         """
         return Tracked(self, operation, model, metadata)

@@ -2,7 +2,7 @@
 
 Under the service lock, a writer that finds the log over its size or age
 limit renames it to ``{service}.jsonl.{UTC time}-{random}`` and continues in
-a new, empty log; other writers notice the new file at their next write. The
+a new, empty log. Other writers notice the new file at their next write. The
 renamed segment is compressed to ``.gz`` after the lock is released, so no
 writer waits for the compression. Segment names sort in rotation order.
 """

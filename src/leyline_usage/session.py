@@ -8,7 +8,7 @@ The state file is not rewritten per entry. The last activity of a service is
 the later of the state's ``last_activity`` and the modification time of the
 service log, which every append advances. So a process only needs the state
 file when its own record shows that the session might have expired, and the
-one-hour rule holds across processes even though ``last_activity`` is
+one-hour rule applies across processes even though ``last_activity`` is
 refreshed at most once a minute.
 """
 
@@ -29,7 +29,7 @@ from leyline_usage.store import DEFAULT_OPTIONS, Appender, WriteOptions
 
 SESSION_ID_ENV = "LEYLINE_SESSION_ID"
 DEFAULT_TIMEOUT = 3600.0
-# The longest delay before an active process refreshes the state file's
+# The maximum delay before an active process refreshes the state file's
 # last_activity (a quarter of the timeout, for timeouts under four minutes).
 ACTIVITY_REFRESH_SECONDS = 60.0
 

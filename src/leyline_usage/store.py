@@ -142,7 +142,7 @@ class _FlockLock:
 
 @dataclass(frozen=True)
 class WriteOptions:
-    """A logger's settings for the writes it asks an appender for."""
+    """A logger's settings for the writes it requests from an appender."""
 
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     rotation: Rotation | None = None
@@ -331,7 +331,7 @@ class Appender:
         except OSError as exc:
             # After a short write (a full disk, a file size limit) the log may
             # end inside this entry. Cutting it back to its size before the
-            # write leaves no fragment; if even that fails, readers skip the
+            # write leaves no fragment. If even that fails, readers skip the
             # fragment and the next write starts a fresh line.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)

@@ -2,7 +2,7 @@
 
 Each assistant record carries ``message.usage`` for one API call. While a
 response streams, Claude Code writes the same call on several lines that
-repeat ``message.id`` and ``requestId``; the copy with the most output tokens
+repeat ``message.id`` and ``requestId``. The copy with the most output tokens
 is the final one, so each call is counted once, from that copy.
 """
 
@@ -30,7 +30,7 @@ _SYNTHETIC_MODEL = "<synthetic>"
 
 @dataclass
 class ImportResult:
-    """What one import read and wrote."""
+    """Counts of what one import read and wrote."""
 
     files: int = 0
     records: int = 0
