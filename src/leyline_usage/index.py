@@ -19,14 +19,17 @@ import gzip
 import hashlib
 import logging
 import os
+import sys
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
+from leyline_usage.columns import ChunkTotals, chunk_totals
 from leyline_usage.entry import Entry
 from leyline_usage.paths import FILE_MODE, open_for_reading
 from leyline_usage.query import Pricer, Totals
@@ -37,6 +40,8 @@ _log = logging.getLogger("leyline_usage")
 INDEX_VERSION = 1
 _CHUNK = 1 << 20
 _LINES_PER_BATCH = 10_000
+# Unindexed bytes from which a build splits the work with a forked helper.
+PARALLEL_BYTES = 32 << 20
 # Bytes before the indexed offset that must still match for the index to apply.
 _CHECK_BYTES = 256
 # Hour buckets are keyed by the first 13 characters of the timestamp.
@@ -169,11 +174,23 @@ def _extend(index: LogIndex, file: Any, pricer: Pricer) -> bytes:
 
     Return the bytes after the last newline, which are not indexed.
     """
+    fd = file.fileno()
+    size = os.fstat(fd).st_size
+    if size - index.offset >= PARALLEL_BYTES and _may_fork():
+        _extend_in_two(index, fd, size, pricer)
     file.seek(index.offset)
+    return _read_lines(index, file.read, pricer)
+
+
+def _read_lines(index: LogIndex, read: Callable[[int], bytes], pricer: Pricer) -> bytes:
+    """Index the complete lines that ``read`` returns, starting at ``index.offset``.
+
+    Return the bytes after the last newline, which are not indexed.
+    """
     offset = index.offset
     pending = b""
     while True:
-        chunk = file.read(_CHUNK)
+        chunk = read(_CHUNK)
         if not chunk:
             break
         data = pending + chunk
@@ -185,8 +202,126 @@ def _extend(index: LogIndex, file: Any, pricer: Pricer) -> bytes:
         pending = data[last_newline + 1 :]
         _add_lines(index, complete, offset, pricer)
         offset += len(complete)
-    index.offset = offset
+        index.offset = offset
     return pending
+
+
+def _may_fork() -> bool:
+    # A fork copies only the calling thread: with other threads running, one
+    # of them could hold a lock the helper then waits on forever.
+    return (
+        sys.platform.startswith("linux")
+        and threading.active_count() == 1
+        and len(os.sched_getaffinity(0)) > 1
+    )
+
+
+def _extend_in_two(index: LogIndex, fd: int, size: int, pricer: Pricer) -> None:
+    """Index up to ``size`` with a forked helper taking the second half.
+
+    A cold build parses every line, so on a machine with a second core a
+    helper process indexes the second half meanwhile. If the helper fails,
+    the caller's sequential read takes over from where this stopped.
+    """
+    middle = _next_line_start(fd, index.offset + (size - index.offset) // 2, size)
+    if middle is None:
+        return
+    reader, writer = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(reader)
+        os.close(writer)
+        return
+    if pid == 0:  # pragma: no cover - the helper's coverage is not collected
+        os.close(reader)
+        _index_for_parent(writer, fd, middle, size, pricer)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as results:
+        try:
+            _index_range(index, fd, index.offset, middle, pricer)
+        finally:
+            payload = results.read()
+            _, status = os.waitpid(pid, 0)
+    if status != 0 or index.offset != middle:
+        return
+    try:
+        second = _from_state(orjson.loads(payload))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        second = None
+    if second is not None:
+        _merge(index, second)
+
+
+def _index_for_parent(
+    writer: int, fd: int, start: int, size: int, pricer: Pricer
+) -> NoReturn:
+    """In the forked helper: index ``start`` to ``size``, send it, and exit."""
+    code = 1
+    try:
+        part = LogIndex(offset=start)
+        _index_range(part, fd, start, size, pricer)
+        with os.fdopen(writer, "wb") as out:
+            out.write(orjson.dumps(_to_state(part)))
+        code = 0
+    finally:
+        # No atexit handlers, no flushing of buffers copied from the parent.
+        os._exit(code)
+
+
+def _index_range(
+    index: LogIndex, fd: int, start: int, end: int, pricer: Pricer
+) -> None:
+    """Index the complete lines between byte offsets ``start`` and ``end``.
+
+    Reads with ``pread``, so the parent and the helper share the descriptor
+    without moving each other's file position.
+    """
+    position = start
+
+    def read(size: int) -> bytes:
+        nonlocal position
+        data = os.pread(fd, min(size, end - position), position)
+        position += len(data)
+        return data
+
+    index.offset = start
+    _read_lines(index, read, pricer)
+
+
+def _next_line_start(fd: int, position: int, end: int) -> int | None:
+    """Return the offset just after the first newline at or after ``position``."""
+    while position < end:
+        data = os.pread(fd, min(_CHUNK, end - position), position)
+        if not data:
+            return None
+        newline = data.find(b"\n")
+        if newline >= 0:
+            return position + newline + 1
+        position += len(data)
+    return None
+
+
+def _merge(index: LogIndex, later: LogIndex) -> None:
+    """Add ``later``, the index of the bytes right after ``index``'s, to ``index``."""
+    index.lines += later.lines
+    index.skipped_lines += later.skipped_lines
+    for hour, bucket in later.hours.items():
+        mine = index.hours.get(hour)
+        if mine is None:
+            index.hours[hour] = bucket
+        else:
+            mine.totals.merge(bucket.totals)
+            mine.end = max(mine.end, bucket.end)
+    for session_id, found in later.sessions.items():
+        into = index.sessions.get(session_id)
+        if into is None:
+            index.sessions[session_id] = found
+        else:
+            into.totals.merge(found.totals)
+            into.services |= found.services
+    index.errors += later.errors
+    index.offset = later.offset
 
 
 def _extend_compressed(index: LogIndex, file: Any, pricer: Pricer, log: Path) -> bytes:
@@ -218,14 +353,25 @@ def _extend_compressed(index: LogIndex, file: Any, pricer: Pricer, log: Path) ->
 
 
 def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
+    found = chunk_totals(data, base, pricer)
+    if found is None:
+        found = _line_totals(data, base, pricer)
+    index.errors += found.errors
+    index.lines += found.lines
+    index.skipped_lines += found.skipped
+    _fold(index, found.groups, found.spans)
+
+
+def _line_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals:
+    """Parse ``data`` line by line: the path for chunks with any unusual line."""
     loads = orjson.loads
     price = pricer.price
     # One Totals per (hour, session, service) of this chunk, folded into the
     # hour buckets and session totals at the end: each entry is counted once
-    # instead of once per aggregate. This loop is most of a cold query's time.
-    groups: dict[tuple[str, object, object], Totals] = {}
+    # instead of once per aggregate.
+    groups: dict[tuple[str, str, str], Totals] = {}
     spans: dict[str, list[int]] = {}
-    errors = index.errors
+    errors: list[int] = []
     # Split on "\n" only, as the reader does: a stray "\r" is part of a line.
     lines = data.split(b"\n")[:-1]
     position = base
@@ -266,15 +412,12 @@ def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
             span[1] = position
         if entry.get("success") is False:
             errors.append(start)
-
-    index.lines += len(lines)
-    index.skipped_lines += skipped
-    _fold(index, groups, spans)
+    return ChunkTotals(groups, spans, errors, len(lines), skipped)
 
 
 def _fold(
     index: LogIndex,
-    groups: dict[tuple[str, object, object], Totals],
+    groups: dict[tuple[str, str, str], Totals],
     spans: dict[str, list[int]],
 ) -> None:
     for (hour, session_id, service), totals in groups.items():

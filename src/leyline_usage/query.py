@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from leyline_usage.entry import TOKEN_KEYS, Entry, format_timestamp
-from leyline_usage.plugins import plugin_manager
+from leyline_usage.errors import PricingError
+from leyline_usage.plugins import HookSet, plugin_manager
 from leyline_usage.pricing import bundled_table_paths
+from leyline_usage.pricing_plugin import leyline_usage_cost, price_table
 
 # The original leyline logger's flat estimate, USD per million tokens.
 DEFAULT_FALLBACK_RATE = Decimal("0.50")
@@ -40,7 +42,13 @@ class Pricer:
                 "number of USD per million tokens, e.g. 0.50"
             )
         self.fallback_per_token = float(rate) / 1_000_000
-        self._hook = plugin_manager().hook.leyline_usage_cost
+        # With one cost model this is that function itself, without pluggy's
+        # dispatch: a cold index build prices every entry that has no cost.
+        self._hook = HookSet(plugin_manager()).cost
+        # The built-in cost model prices a model on a given day either always
+        # or never, whatever the counts.
+        self._tables_only = self._hook is leyline_usage_cost
+        self._never_priced: dict[tuple[str, str], bool] = {}
 
     def fingerprint(self) -> str:
         """Return a digest of everything that decides prices, for cached costs."""
@@ -61,6 +69,24 @@ class Pricer:
             except OSError:
                 parts.append(f"{path}:missing")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def never_priced(self, model: str, day: str) -> bool:
+        """Return True if no entry of ``model`` on ``day`` (``YYYY-MM-DD``) has a price.
+
+        Only the built-in cost model allows this check. With other cost models
+        it returns False, and each entry goes through :meth:`price`.
+        """
+        if not self._tables_only:
+            return False
+        key = (model, day)
+        never = self._never_priced.get(key)
+        if never is None:
+            try:
+                never = price_table().fast_cost(model, day, {}) is None
+            except PricingError:
+                never = False
+            self._never_priced[key] = never
+        return never
 
     def price(self, entry: Entry) -> tuple[float, bool]:
         """Return ``(cost in USD, priced)``; priced is False for a fallback estimate."""
@@ -84,7 +110,12 @@ def _counts_are_ints(entry: Entry) -> bool:
     Lines written by other tools may hold null or text there; such an entry
     is priced at the fallback rate instead of failing the query.
     """
-    return all(type(entry[key]) is int for key in TOKEN_KEYS if key in entry)
+    get = entry.get
+    for key in TOKEN_KEYS:
+        value = get(key, 0)
+        if type(value) is not int:
+            return False
+    return True
 
 
 class Totals:
