@@ -443,7 +443,10 @@ def _summarize_query_runs(
                 "baseline_rss": max(run["baseline_rss"] for run in query_runs),
                 "cold_peak_rss": max(run["cold_peak_rss"] for run in query_runs),
                 "cold_added_rss": max(
-                    run["cold_peak_rss"] - run["baseline_rss"] for run in query_runs
+                    run["cold_peak_rss"]
+                    - run["baseline_rss"]
+                    + run.get("cold_helper_added_rss", 0)
+                    for run in query_runs
                 ),
             }
             if way == "leyline":

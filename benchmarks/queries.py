@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import time
 from collections import deque
 from pathlib import Path
@@ -239,6 +240,9 @@ def leyline_task(params: dict[str, Any]) -> dict[str, Any]:
     logger = UsageLogger(SERVICE, storage_dir=directory)
     baseline = peak_rss_bytes()
     result, cold_seconds, cold_peak = _timed(_leyline_query, logger, query)
+    # A cold build of a large log forks a helper; it is this task's only
+    # child so far, and its peak counts toward the query's memory.
+    helper_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     cold_digest = _digest(query, result)
     del result
 
@@ -252,6 +256,7 @@ def leyline_task(params: dict[str, Any]) -> dict[str, Any]:
         "after_append_seconds": after_seconds,
         "baseline_rss": baseline,
         "cold_peak_rss": cold_peak,
+        "cold_helper_added_rss": max(helper_peak - baseline, 0) if baseline else 0,
         "after_append_baseline_rss": second_baseline if peak_reset else None,
         "after_append_peak_rss": after_peak if peak_reset else None,
         "cold_digest": cold_digest,

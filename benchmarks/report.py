@@ -478,7 +478,9 @@ class Report:
         self.add(
             "The last two times follow the appends. Peak RSS is the process's "
             "VmHWM after the cold call, and the baseline is its VmHWM just before "
-            "the call, after imports; the highest of all rounds is shown. The "
+            "the call, after imports; the highest of all rounds is shown. Above "
+            "baseline also counts the peak of the helper process that a cold "
+            "leyline-usage build forks, above the same baseline. The "
             "memory target also covers the later calls: "
             f"{self._later_memory_text(runs['leyline'])}.",
             "",
