@@ -7,6 +7,7 @@ so an API key passed along with other request details never reaches the log.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -82,14 +83,19 @@ def redact(value: Any, depth: int = 0, seen: frozenset[int] = frozenset()) -> An
 _CONTAINERS = (dict, list, tuple)
 
 
+def may_hold_secrets(metadata: Mapping[Any, Any]) -> bool:
+    """Return False for flat metadata without secret keys, which needs no redaction."""
+    for key, value in metadata.items():
+        if is_secret_key(key) or isinstance(value, _CONTAINERS):
+            return True
+    return False
+
+
 @hookimpl(trylast=True)
 def leyline_usage_enrich(entry: dict[str, Any], metadata: dict[str, Any]) -> None:
     """Replace credential values in the metadata; runs after other enrichers."""
     # Flat metadata without secret keys, the common case, needs no copy.
-    for key, value in metadata.items():
-        if is_secret_key(key) or isinstance(value, _CONTAINERS):
-            break
-    else:
+    if not may_hold_secrets(metadata):
         return
     redacted = redact(metadata)
     if redacted is not metadata:
