@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ ODD_LINES = [
     _base(error_message="x").replace(b'"x"', b'"\\ud800"'),
     _base(metadata="[" * 2000 + "]" * 2000).replace(b'"[', b"[").replace(b']"', b"]"),
     _base()[:-20],
+    _base() + b" " + _base(),
     # The original logger's line format: ten keys, no model or breakdown.
     b'{"timestamp": "2025-06-01T10:00:00.000001", "session_id": "session_1", '
     b'"service": "svc", "operation": "op", "tokens": 42, "success": false, '
@@ -164,6 +166,31 @@ def test_any_mix_of_lines_gives_same_totals(storage: Path, data: st.DataObject) 
         assert_same_totals(fast, line_by_line(chunk, 7))
 
 
+def test_two_objects_and_blank_line_not_miscounted(storage: Path) -> None:
+    lines = canonical_lines(storage)
+    # As many lines as objects: only a per-line decode tells them apart.
+    data = b"\n".join([*lines, _base() + b" " + _base(), b""]) + b"\n"
+
+    fast = chunk_totals(data, 0, Pricer())
+
+    assert fast is None
+
+
+def test_deep_nesting_with_raised_recursion_limit(storage: Path) -> None:
+    lines = canonical_lines(storage)
+    deep = _base()[:-1] + b',"extra":' + b"[" * 1024 + b"]" * 1024 + b"}"
+    data = b"\n".join([*lines, deep]) + b"\n"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(5000)
+    try:
+        fast = chunk_totals(data, 0, Pricer())
+    finally:
+        sys.setrecursionlimit(limit)
+
+    assert fast is None
+    assert line_by_line(data, 0).skipped == 1
+
+
 def test_unknown_model_is_never_priced_by_tables() -> None:
     pricer = Pricer()
 
@@ -223,6 +250,42 @@ def test_failed_helper_leaves_the_work_to_the_caller(
     assert_same(logger, expected)
 
     assert len(forks) == 1
+
+
+@pytest.mark.parametrize("payload", [b"[]", b"null", b"5", b'{"version": 1}'])
+def test_helper_payload_of_wrong_shape_is_ignored(
+    storage: Path, monkeypatch: pytest.MonkeyPatch, payload: bytes
+) -> None:
+    make_random_log(storage, 300)
+    logger = UsageLogger("svc", storage_dir=storage)
+    expected = full_scan(logger.log_file)
+    forks_in(monkeypatch)
+
+    def send_payload(writer: int, *args: Any) -> None:
+        os.write(writer, payload)
+        os._exit(0)
+
+    monkeypatch.setattr(index, "_index_for_parent", send_payload)
+
+    assert_same(logger, expected)
+
+
+def test_helper_offset_outside_its_half_is_ignored(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_random_log(storage, 300)
+    logger = UsageLogger("svc", storage_dir=storage)
+    expected = full_scan(logger.log_file)
+    forks_in(monkeypatch)
+
+    def send_wrong_offset(writer: int, fd: int, start: int, *args: Any) -> None:
+        part = index.LogIndex(offset=start - 1)
+        os.write(writer, orjson.dumps(index._to_state(part)))
+        os._exit(0)
+
+    monkeypatch.setattr(index, "_index_for_parent", send_wrong_offset)
+
+    assert_same(logger, expected)
 
 
 def test_no_fork_while_other_threads_run() -> None:

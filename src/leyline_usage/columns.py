@@ -2,19 +2,26 @@
 
 Building an index parses every line once. Parsing each line into a dict and
 adding it to its totals field by field costs a few microseconds of Python per
-entry. Here msgspec decodes the whole chunk into small typed records, skipping
-the keys no total needs (metadata, messages, ids), and the totals are sums
-over columns, which run in C.
+entry. Here msgspec decodes each line into a small typed record, skipping the
+keys no total needs (metadata, messages, ids), and the totals are sums over
+columns, which run in C.
 
 This path only takes chunks whose totals it computes exactly as the per-line
 path does: every line must decode into a record whose fields have the types
-the totals expect. Anything else (a blank or broken line, text where a count should be,
-bytes that are not UTF-8) makes :func:`chunk_totals` return None, and the
-caller parses that chunk line by line instead.
+the totals expect. Anything else (a blank or broken line, text where a count
+should be, bytes that are not UTF-8) makes :func:`chunk_totals` return None,
+and the caller parses that chunk line by line instead.
+
+NOTE: msgspec checks the syntax of the values it skips but not their range.
+A line with a number beyond the range of a double in a skipped key (say
+``"metadata": {"x": 1e400}``) is counted here, while orjson, and so the
+per-line path and a full scan, rejects it. leyline-usage never writes such a
+number; a line from another tool can hold one.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from itertools import accumulate, compress, groupby
 from operator import attrgetter, itemgetter, not_
@@ -51,7 +58,9 @@ class _Record(msgspec.Struct, gc=False):
     cost_usd: float | None = None
 
 
-_decoder = msgspec.json.Decoder(_Record)
+_decode = msgspec.json.Decoder(_Record).decode
+# orjson's limit on nesting.
+_ORJSON_DEPTH = 1024
 _KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 _column = {
     name: attrgetter(name)
@@ -89,14 +98,20 @@ def chunk_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals | None:
             data.decode()
         except UnicodeDecodeError:
             return None
-    try:
-        records = _decoder.decode_lines(data)
-    except (msgspec.DecodeError, RecursionError):
-        return None
     lines = data.split(b"\n")
     lines.pop()
-    # decode_lines passes over blank lines, which the per-line path counts.
-    if len(records) != len(lines):
+    # orjson rejects nesting deeper than 1024 levels, msgspec only at the
+    # interpreter's recursion limit. Each level takes two bytes of a line.
+    if sys.getrecursionlimit() > _ORJSON_DEPTH and max(map(len, lines)) >= (
+        2 * _ORJSON_DEPTH
+    ):
+        return None
+    try:
+        # One decode per line: decoding the chunk at once would read newlines
+        # as whitespace, so two objects on one line could make up for a
+        # blank line.
+        records = list(map(_decode, lines))
+    except (msgspec.DecodeError, RecursionError):
         return None
 
     # starts[i] is where line i begins and starts[i + 1] where it ends.
