@@ -214,3 +214,47 @@ def test_errors_keep_file_order_across_segments(storage: Path) -> None:
 
 def full_scan_errors(logger: UsageLogger, count: int) -> list[dict[str, Any]]:
     return recent_errors(list(logger.iter_entries()), count)
+
+
+def test_index_file_of_wrong_shape_is_ignored(storage: Path) -> None:
+    make_random_log(storage, 100)
+    logger = UsageLogger("svc", storage_dir=storage)
+    expected = full_scan(logger.log_file)
+    index_path(logger.log_file).write_bytes(b"[]")
+
+    assert_same(logger, expected)
+
+
+def test_infinite_duration_survives_saved_index(storage: Path) -> None:
+    storage.mkdir()
+    line = (
+        b'{"timestamp":"%s","session_id":"s","service":"svc","tokens":1,'
+        b'"success":true,"duration_seconds":1e308}\n' % cutoff_timestamp(60).encode()
+    )
+    (storage / "svc.jsonl").write_bytes(line * 2)
+    logger = UsageLogger("svc", storage_dir=storage)
+
+    first = logger.get_usage_summary()
+    second = logger.get_usage_summary()
+
+    assert first["total_duration"] == float("inf")
+    assert second["total_duration"] == float("inf")
+    assert second["total_operations"] == 2
+
+
+def test_token_total_beyond_64_bits_still_answers(storage: Path) -> None:
+    storage.mkdir()
+    line = (
+        b'{"timestamp":"%s","session_id":"s","service":"svc",'
+        b'"tokens":9223372036854775807,"success":true,"duration_seconds":1}\n'
+        % cutoff_timestamp(60).encode()
+    )
+    (storage / "svc.jsonl").write_bytes(line * 3)
+    logger = UsageLogger("svc", storage_dir=storage)
+
+    first = logger.get_usage_summary()
+    second = logger.get_usage_summary()
+
+    assert first["total_tokens"] == 3 * (2**63 - 1)
+    assert second == first
+    assert not index_path(logger.log_file).exists()

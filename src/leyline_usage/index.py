@@ -245,11 +245,9 @@ def _extend_in_two(index: LogIndex, fd: int, size: int, pricer: Pricer) -> None:
             _, status = os.waitpid(pid, 0)
     if status != 0 or index.offset != middle:
         return
-    try:
-        second = _from_state(orjson.loads(payload))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        second = None
-    if second is not None:
+    second = _parse_state(payload)
+    # The helper's part must end where a sequential read could have.
+    if second is not None and middle <= second.offset <= size:
         _merge(index, second)
 
 
@@ -530,10 +528,27 @@ def _read_saved(path: Path) -> LogIndex | None:
         if fd is None:
             return None
         with os.fdopen(fd, "rb") as file:
-            state = orjson.loads(file.read())
-        return _from_state(state)
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            saved = file.read()
+    except OSError as exc:
         _log.debug("ignoring unreadable index %s: %s", path, exc)
+        return None
+    index = _parse_state(saved)
+    if index is None:
+        _log.debug("ignoring index %s: not an index of this version", path)
+    return index
+
+
+def _parse_state(data: bytes) -> LogIndex | None:
+    """Return the index encoded in ``data``, or None if it is not a valid one."""
+    try:
+        state = orjson.loads(data)
+        if type(state) is not dict:
+            return None
+        return _from_state(state)
+    except (
+        orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError,
+        IndexError,
+    ):  # fmt: skip
         return None
 
 
@@ -546,7 +561,9 @@ def _save(path: Path, index: LogIndex) -> None:
         with os.fdopen(fd, "wb") as file:
             file.write(orjson.dumps(_to_state(index)))
         os.replace(temporary, path)
-    except OSError as exc:
+    except (OSError, orjson.JSONEncodeError) as exc:
+        # A total beyond 64 bits (from counts other tools wrote) cannot be
+        # saved; the next query then builds the index again.
         _log.debug("cannot save index %s: %s", path, exc)
         with contextlib.suppress(OSError):
             os.unlink(temporary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -198,9 +199,11 @@ class Totals:
 
     def to_state(self) -> list[Any]:
         """Return the totals as JSON-ready values, for the index file."""
+        cost_by_model = {m: _float_state(c) for m, c in self.cost_by_model.items()}
         return [
-            self.operations, self.successes, self.tokens, self.duration, self.cost,
-            self.unpriced, self.by_kind, self.cost_by_model, self.first, self.last,
+            self.operations, self.successes, self.tokens, _float_state(self.duration),
+            _float_state(self.cost), self.unpriced, self.by_kind, cost_by_model,
+            self.first, self.last,
         ]  # fmt: skip
 
     @classmethod
@@ -212,6 +215,8 @@ class Totals:
             totals.cost, totals.unpriced, by_kind, cost_by_model, totals.first,
             totals.last,
         ) = state  # fmt: skip
+        totals.duration = float(totals.duration)
+        totals.cost = float(totals.cost)
         totals.by_kind = {key: int(by_kind.get(key, 0)) for key in _COUNTED}
         totals.cost_by_model = {str(k): float(v) for k, v in cost_by_model.items()}
         return totals
@@ -237,6 +242,15 @@ class Totals:
             "first_timestamp": self.first,
             "last_timestamp": self.last,
         }
+
+
+def _float_state(value: float) -> float | str:
+    """Return ``value`` as JSON keeps it: infinities and NaN as their text.
+
+    JSON has no infinity, and orjson writes it as null. Durations or costs
+    that other tools wrote as huge numbers can add up to one.
+    """
+    return value if math.isfinite(value) else repr(value)
 
 
 def since(entries: Iterable[Entry], cutoff: str) -> Iterable[Entry]:
