@@ -112,11 +112,15 @@ def token_breakdown(
             if type(cache_read_tokens) is int and 0 <= cache_read_tokens <= MAX_COUNT
             else check_token_count("cache_read_tokens", cache_read_tokens)
         )
-    if (
-        cache_write_tokens is not None
-        or cache_write_5m_tokens is not None
-        or cache_write_1h_tokens is not None
-    ):
+    if cache_write_5m_tokens is None and cache_write_1h_tokens is None:
+        if cache_write_tokens is not None:
+            counts["cache_write_tokens"] = (
+                cache_write_tokens
+                if type(cache_write_tokens) is int
+                and 0 <= cache_write_tokens <= MAX_COUNT
+                else check_token_count("cache_write_tokens", cache_write_tokens)
+            )
+    else:
         counts.update(
             _cache_writes(
                 cache_write_tokens, cache_write_5m_tokens, cache_write_1h_tokens
@@ -128,8 +132,7 @@ def token_breakdown(
 def _cache_writes(
     total: int | None, write_5m: int | None, write_1h: int | None
 ) -> dict[str, int]:
-    if write_5m is None and write_1h is None:
-        return {"cache_write_tokens": check_token_count("cache_write_tokens", total)}
+    """Validate cache writes given with a 5-minute or 1-hour split."""
     counts = {}
     if write_5m is not None:
         counts["cache_write_5m_tokens"] = check_token_count(

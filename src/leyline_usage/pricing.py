@@ -186,21 +186,22 @@ class PriceTable:
         if plan is None:
             return None
         rates, tiers = plan
-        uncached = counts.get("input_tokens", 0)
-        cache_read = counts.get("cache_read_tokens", 0)
-        cache_write = counts.get("cache_write_tokens", 0)
+        get = counts.get
+        uncached = get("input_tokens", 0)
+        cache_read = get("cache_read_tokens", 0)
+        cache_write = get("cache_write_tokens", 0)
         if tiers:
             input_total = uncached + cache_read + cache_write
             for threshold, tier_rates in reversed(tiers):
                 if input_total > threshold:
                     rates = tier_rates
                     break
-        write_5m = counts.get("cache_write_5m_tokens", 0)
-        write_1h = counts.get("cache_write_1h_tokens", 0)
+        write_5m = get("cache_write_5m_tokens", 0)
+        write_1h = get("cache_write_1h_tokens", 0)
         write_unsplit = max(cache_write - write_5m - write_1h, 0)
         total = (
             uncached * rates[0]
-            + counts.get("output_tokens", 0) * rates[1]
+            + get("output_tokens", 0) * rates[1]
             + cache_read * rates[2]
             + (write_5m + write_unsplit) * rates[3]
             + write_1h * rates[4]
