@@ -223,11 +223,13 @@ def test_build_split_with_helper_matches_full_scan(
     expected = full_scan(logger.log_file)
     sequential = load_index(logger.log_file, Pricer())
     index.index_path(logger.log_file).unlink()
+    index.forget_recent()
     forks = forks_in(monkeypatch)
 
     assert_same(logger, expected)
 
     assert len(forks) == 1
+    index.forget_recent()
     split = load_index(logger.log_file, Pricer())
     assert split.offset == sequential.offset == logger.log_file.stat().st_size
     assert split.errors == sequential.errors

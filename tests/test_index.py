@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_writers
 from test_queries import make_random_log
+from workers import log_sequence
 
-from leyline_usage import UsageLogger
-from leyline_usage.index import index_path
+from leyline_usage import UsageLogger, index
+from leyline_usage.index import forget_recent, index_path, load_index
 from leyline_usage.query import (
     Pricer,
     cutoff_timestamp,
@@ -258,3 +260,54 @@ def test_token_total_beyond_64_bits_still_answers(storage: Path) -> None:
     assert first["total_tokens"] == 3 * (2**63 - 1)
     assert second == first
     assert not index_path(logger.log_file).exists()
+
+
+def test_query_after_other_process_appends(storage: Path) -> None:
+    make_random_log(storage, 200)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+    saved_at = index_path(logger.log_file).stat().st_mtime_ns
+
+    assert run_writers(log_sequence, storage, "svc", 2, 50) == [0, 0]
+
+    # The query uses the index kept in memory, and the file, behind by less
+    # than SAVE_BYTES, stays as it was.
+    assert_same(logger, full_scan(logger.log_file))
+    assert index_path(logger.log_file).stat().st_mtime_ns == saved_at
+    # A process without it in memory extends the lagging file instead.
+    forget_recent()
+    assert_same(logger, full_scan(logger.log_file))
+
+
+def test_index_file_rewritten_once_it_lags(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_random_log(storage, 100)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+    monkeypatch.setattr(index, "SAVE_BYTES", 1)
+
+    make_random_log(storage, 10)
+    logger.get_usage_summary()
+
+    forget_recent()
+    saved = index._read_saved(index_path(logger.log_file))
+    assert saved is not None
+    assert saved.offset == logger.log_file.stat().st_size
+
+
+def test_index_being_read_is_never_changed(storage: Path) -> None:
+    make_random_log(storage, 100)
+    log = storage / "svc.jsonl"
+    first = load_index(log, Pricer())
+    hours = {hour: b.totals.as_dict() for hour, b in first.hours.items()}
+    sessions = {sid: s.totals.as_dict() for sid, s in first.sessions.items()}
+    errors = list(first.errors)
+
+    make_random_log(storage, 100)
+    second = load_index(log, Pricer())
+
+    assert {hour: b.totals.as_dict() for hour, b in first.hours.items()} == hours
+    assert {sid: s.totals.as_dict() for sid, s in first.sessions.items()} == sessions
+    assert first.errors == errors
+    assert second.lines == first.lines + 100

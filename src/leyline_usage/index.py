@@ -5,6 +5,10 @@ The index stores totals per hour of entry time, per session, and the offsets
 of failed entries, together with how far into the log they reach. The next
 query parses only the bytes appended since then.
 
+Each process also keeps the latest index of its recently queried logs in
+memory, and writes the file again only once it lags 1 MiB behind: a query
+after a few appends then neither reads nor writes it.
+
 The index file ``.{log name}.index`` is a cache: it is rebuilt from the log
 whenever it is missing, unreadable, written by another version, made with
 other prices, or no longer matches the log (a different inode, a log shorter
@@ -22,8 +26,9 @@ import os
 import sys
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,6 +47,13 @@ _CHUNK = 1 << 20
 _LINES_PER_BATCH = 10_000
 # Unindexed bytes from which a build splits the work with a forked helper.
 PARALLEL_BYTES = 32 << 20
+# The index file is written again once it lags this far behind the index
+# this process keeps in memory.
+SAVE_BYTES = 1 << 20
+# Logs whose latest index each process keeps in memory.
+_RECENT_LOGS = 8
+_recent: OrderedDict[Path, LogIndex] = OrderedDict()
+_recent_lock = threading.Lock()
 # Bytes before the indexed offset that must still match for the index to apply.
 _CHECK_BYTES = 256
 # Hour buckets are keyed by the first 13 characters of the timestamp.
@@ -82,6 +94,8 @@ class LogIndex:
     # because its writer may still be completing it.
     tail: list[Entry] = field(default_factory=list)
     tail_skipped: int = 0
+    # Where the index file on disk reaches, or None if there is none.
+    saved_offset: int | None = None
 
     def all_skipped(self) -> int:
         """Return the count of unreadable lines, the unfinished last line included."""
@@ -106,11 +120,18 @@ def load_index(log: Path, pricer: Pricer) -> LogIndex:
     with open_stream(log, fd) as file:
         status = os.fstat(fd)
         identity = (status.st_dev, status.st_ino)
-        saved = _read_saved(index_path(log))
-        index = LogIndex(identity=identity, fingerprint=fingerprint)
-        if _still_valid(saved, log, fd, status, fingerprint):
-            assert saved is not None
-            index = saved
+        recalled = _recall(log)
+        if _still_valid(recalled, log, fd, status, fingerprint):
+            assert recalled is not None
+            index = recalled
+        else:
+            saved = _read_saved(index_path(log))
+            if _still_valid(saved, log, fd, status, fingerprint):
+                assert saved is not None
+                index = saved
+                index.saved_offset = index.offset
+            else:
+                index = LogIndex(identity=identity, fingerprint=fingerprint)
         before = index.offset
         if _is_compressed(log):
             pending = _extend_compressed(index, file, pricer, log)
@@ -118,9 +139,49 @@ def load_index(log: Path, pricer: Pricer) -> LogIndex:
             pending = _extend(index, file, pricer)
         index.check = _check_value(log, fd, index.offset, status)
     _parse_tail(index, pending)
-    if index.offset != before:
-        _save(index_path(log), index)
+    lag = index.offset - (index.saved_offset or 0)
+    due = index.saved_offset is None or lag >= SAVE_BYTES
+    if index.offset != before and due and _save(index_path(log), index):
+        index.saved_offset = index.offset
+    _remember(log, index)
     return index
+
+
+def _recall(log: Path) -> LogIndex | None:
+    """Return a copy of this process's latest index of ``log``, if it has one.
+
+    The copy shares buckets and session totals with the original. Folding
+    replaces the ones it changes rather than changing them, so a query still
+    reading the original in another thread reads unchanged totals.
+    """
+    with _recent_lock:
+        index = _recent.get(log)
+        if index is not None:
+            _recent.move_to_end(log)
+    if index is None:
+        return None
+    return replace(
+        index,
+        hours=dict(index.hours),
+        sessions=dict(index.sessions),
+        errors=list(index.errors),
+        tail=[],
+        tail_skipped=0,
+    )
+
+
+def forget_recent() -> None:
+    """Drop the indexes this process keeps in memory; the next query reads files."""
+    with _recent_lock:
+        _recent.clear()
+
+
+def _remember(log: Path, index: LogIndex) -> None:
+    with _recent_lock:
+        _recent[log] = index
+        _recent.move_to_end(log)
+        while len(_recent) > _RECENT_LOGS:
+            _recent.popitem(last=False)
 
 
 def _still_valid(
@@ -305,19 +366,9 @@ def _merge(index: LogIndex, later: LogIndex) -> None:
     index.lines += later.lines
     index.skipped_lines += later.skipped_lines
     for hour, bucket in later.hours.items():
-        mine = index.hours.get(hour)
-        if mine is None:
-            index.hours[hour] = bucket
-        else:
-            mine.totals.merge(bucket.totals)
-            mine.end = max(mine.end, bucket.end)
+        _add_to_hour(index, hour, bucket.totals, bucket.start, bucket.end)
     for session_id, found in later.sessions.items():
-        into = index.sessions.get(session_id)
-        if into is None:
-            index.sessions[session_id] = found
-        else:
-            into.totals.merge(found.totals)
-            into.services |= found.services
+        _add_to_session(index, session_id, found.totals, found.services)
     index.errors += later.errors
     index.offset = later.offset
 
@@ -419,16 +470,34 @@ def _fold(
     spans: dict[str, list[int]],
 ) -> None:
     for (hour, session_id, service), totals in groups.items():
-        bucket = index.hours.get(hour)
-        if bucket is None:
-            bucket = index.hours[hour] = Bucket(start=spans[hour][0])
-        bucket.totals.merge(totals)
-        bucket.end = max(bucket.end, spans[hour][1])
-        session = index.sessions.get(str(session_id))
-        if session is None:
-            session = index.sessions[str(session_id)] = SessionTotals()
-        session.totals.merge(totals)
-        session.services.add(str(service))
+        _add_to_hour(index, hour, totals, *spans[hour])
+        _add_to_session(index, session_id, totals, {service})
+
+
+# Both replace the bucket or session they change with a new object: the old
+# one may be shared with an index another query is reading (see _recall).
+
+
+def _add_to_hour(
+    index: LogIndex, hour: str, totals: Totals, start: int, end: int
+) -> None:
+    bucket = index.hours.get(hour)
+    added = Bucket(totals.copy(), start, end)
+    if bucket is not None:
+        added = Bucket(bucket.totals.copy(), bucket.start, max(bucket.end, end))
+        added.totals.merge(totals)
+    index.hours[hour] = added
+
+
+def _add_to_session(
+    index: LogIndex, session_id: str, totals: Totals, services: set[str]
+) -> None:
+    session = index.sessions.get(session_id)
+    added = SessionTotals(totals.copy(), set(services))
+    if session is not None:
+        added = SessionTotals(session.totals.copy(), session.services | services)
+        added.totals.merge(totals)
+    index.sessions[session_id] = added
 
 
 def summary_since(log: Path, index: LogIndex, cutoff: str, pricer: Pricer) -> Totals:
@@ -534,7 +603,7 @@ def _read_saved(path: Path) -> LogIndex | None:
         return None
     index = _parse_state(saved)
     if index is None:
-        _log.debug("ignoring index %s: not an index of this version", path)
+        _log.debug("ignoring index %s: invalid or of another version", path)
     return index
 
 
@@ -552,7 +621,8 @@ def _parse_state(data: bytes) -> LogIndex | None:
         return None
 
 
-def _save(path: Path, index: LogIndex) -> None:
+def _save(path: Path, index: LogIndex) -> bool:
+    """Write ``index`` to ``path`` and return True, or return False if that failed."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -561,12 +631,14 @@ def _save(path: Path, index: LogIndex) -> None:
         with os.fdopen(fd, "wb") as file:
             file.write(orjson.dumps(_to_state(index)))
         os.replace(temporary, path)
+        return True
     except (OSError, orjson.JSONEncodeError) as exc:
         # A total beyond 64 bits (from counts other tools wrote) cannot be
-        # saved; the next query then builds the index again.
+        # saved, so a new process builds the index again.
         _log.debug("cannot save index %s: %s", path, exc)
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        return False
 
 
 def _to_state(index: LogIndex) -> dict[str, Any]:
@@ -653,10 +725,14 @@ def last_failures(files: list[Path], count: int, pricer: Pricer) -> list[Entry]:
 
 def sessions_of(logs: list[Path], pricer: Pricer) -> dict[str, SessionTotals]:
     """Return per-session totals over several logs, oldest session first."""
-    merged: dict[str, SessionTotals] = {}
+    merged = LogIndex()
     for log in logs:
         for session_id, found in session_stats(load_index(log, pricer), pricer).items():
-            into = merged.setdefault(session_id, SessionTotals())
-            into.totals.merge(found.totals)
-            into.services |= found.services
-    return dict(sorted(merged.items(), key=lambda item: item[1].totals.first or ""))
+            # A session seen in one file only keeps its totals object as is.
+            if session_id in merged.sessions:
+                _add_to_session(merged, session_id, found.totals, found.services)
+            else:
+                merged.sessions[session_id] = found
+    return dict(
+        sorted(merged.sessions.items(), key=lambda item: item[1].totals.first or "")
+    )

@@ -180,6 +180,12 @@ class Totals:
         elif timestamp > self.last:
             self.last = timestamp
 
+    def copy(self) -> Totals:
+        """Return an independent copy of these totals."""
+        copied = Totals()
+        copied.merge(self)
+        return copied
+
     def merge(self, other: Totals) -> None:
         """Add ``other``'s counts to these."""
         self.operations += other.operations
