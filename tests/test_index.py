@@ -311,3 +311,22 @@ def test_index_being_read_is_never_changed(storage: Path) -> None:
     assert {sid: s.totals.as_dict() for sid, s in first.sessions.items()} == sessions
     assert first.errors == errors
     assert second.lines == first.lines + 100
+
+
+def test_failures_beyond_kept_offsets_read_from_log(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index, "MAX_ERRORS", 3)
+    make_random_log(storage, 300)
+    logger = UsageLogger("svc", storage_dir=storage)
+    expected = full_scan(logger.log_file)
+
+    assert_same(logger, expected)
+
+    forget_recent()
+    saved = index._read_saved(index_path(logger.log_file))
+    assert saved is not None
+    assert len(saved.errors) == 3
+    assert saved.errors_dropped == expected["failed_operations"] - 3
+    assert logger.get_recent_errors(10) == expected["errors"]
+    assert logger.get_recent_errors(2) == expected["errors"][:2]

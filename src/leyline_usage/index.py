@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +50,9 @@ PARALLEL_BYTES = 32 << 20
 # The index file is written again once it lags this far behind the index
 # this process keeps in memory.
 SAVE_BYTES = 1 << 20
+# Offsets of failed entries an index keeps, so that its size stays bounded
+# however long the log; older failures are read from the log when asked for.
+MAX_ERRORS = 10_000
 # Logs whose latest index each process keeps in memory.
 _RECENT_LOGS = 8
 _recent: OrderedDict[Path, LogIndex] = OrderedDict()
@@ -89,7 +92,9 @@ class LogIndex:
     skipped_lines: int = 0
     hours: dict[str, Bucket] = field(default_factory=dict)
     sessions: dict[str, SessionTotals] = field(default_factory=dict)
+    # The latest MAX_ERRORS of them; older ones are only counted.
     errors: list[int] = field(default_factory=list)
+    errors_dropped: int = 0
     # A last line without its newline: parsed for each query, never saved,
     # because its writer may still be completing it.
     tail: list[Entry] = field(default_factory=list)
@@ -369,7 +374,8 @@ def _merge(index: LogIndex, later: LogIndex) -> None:
         _add_to_hour(index, hour, bucket.totals, bucket.start, bucket.end)
     for session_id, found in later.sessions.items():
         _add_to_session(index, session_id, found.totals, found.services)
-    index.errors += later.errors
+    index.errors_dropped += later.errors_dropped
+    _add_errors(index, later.errors)
     index.offset = later.offset
 
 
@@ -405,10 +411,19 @@ def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
     found = chunk_totals(data, base, pricer)
     if found is None:
         found = _line_totals(data, base, pricer)
-    index.errors += found.errors
+    _add_errors(index, found.errors)
     index.lines += found.lines
     index.skipped_lines += found.skipped
     _fold(index, found.groups, found.spans)
+
+
+def _add_errors(index: LogIndex, offsets: list[int]) -> None:
+    """Append failed entries' offsets, keeping only the latest MAX_ERRORS."""
+    index.errors += offsets
+    excess = len(index.errors) - MAX_ERRORS
+    if excess > 0:
+        del index.errors[:excess]
+        index.errors_dropped += excess
 
 
 def _line_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals:
@@ -528,8 +543,16 @@ def recent_failures(log: Path, index: LogIndex, count: int) -> list[Entry]:
     """Return the last ``count`` failed entries, newest first."""
     failed = [e for e in index.tail if e.get("success") is False]
     from_index = max(count - len(failed), 0)
-    offsets = index.errors[-from_index:] if from_index else []
-    entries = read_at(log, offsets) + failed
+    if from_index > len(index.errors) and index.errors_dropped:
+        # Older failures than the index keeps: read them from the log.
+        older = deque(
+            (e for e in read_range(log, 0, index.offset) if e.get("success") is False),
+            maxlen=from_index,
+        )
+        entries = [*older, *failed]
+    else:
+        offsets = index.errors[-from_index:] if from_index else []
+        entries = read_at(log, offsets) + failed
     return list(reversed(entries[-count:])) if count else []
 
 
@@ -659,6 +682,7 @@ def _to_state(index: LogIndex) -> dict[str, Any]:
             for sid, s in index.sessions.items()
         },
         "errors": index.errors,
+        "errors_dropped": index.errors_dropped,
     }
 
 
@@ -681,6 +705,7 @@ def _from_state(state: dict[str, Any]) -> LogIndex | None:
             for sid, (totals, services) in state["sessions"].items()
         },
         errors=[int(offset) for offset in state["errors"]],
+        errors_dropped=int(state.get("errors_dropped", 0)),
     )
 
 
