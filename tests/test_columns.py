@@ -215,6 +215,15 @@ def forks_in(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return forks
 
 
+def split_log(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[UsageLogger, dict[str, Any], list[int]]:
+    """Log 300 entries and make the next index build fork a helper."""
+    make_random_log(storage, 300)
+    logger = UsageLogger("svc", storage_dir=storage)
+    return logger, full_scan(logger.log_file), forks_in(monkeypatch)
+
+
 def test_build_split_with_helper_matches_full_scan(
     storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -242,10 +251,7 @@ def test_build_split_with_helper_matches_full_scan(
 def test_failed_helper_leaves_the_work_to_the_caller(
     storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_random_log(storage, 300)
-    logger = UsageLogger("svc", storage_dir=storage)
-    expected = full_scan(logger.log_file)
-    forks = forks_in(monkeypatch)
+    logger, expected, forks = split_log(storage, monkeypatch)
     # Runs in the forked helper: it dies before sending anything.
     monkeypatch.setattr(index, "_index_for_parent", lambda *args: os._exit(3))
 
@@ -258,10 +264,7 @@ def test_failed_helper_leaves_the_work_to_the_caller(
 def test_helper_payload_of_wrong_shape_is_ignored(
     storage: Path, monkeypatch: pytest.MonkeyPatch, payload: bytes
 ) -> None:
-    make_random_log(storage, 300)
-    logger = UsageLogger("svc", storage_dir=storage)
-    expected = full_scan(logger.log_file)
-    forks_in(monkeypatch)
+    logger, expected, _ = split_log(storage, monkeypatch)
 
     def send_payload(writer: int, *args: Any) -> None:
         os.write(writer, payload)
@@ -275,10 +278,7 @@ def test_helper_payload_of_wrong_shape_is_ignored(
 def test_helper_offset_outside_its_half_is_ignored(
     storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_random_log(storage, 300)
-    logger = UsageLogger("svc", storage_dir=storage)
-    expected = full_scan(logger.log_file)
-    forks_in(monkeypatch)
+    logger, expected, _ = split_log(storage, monkeypatch)
 
     def send_wrong_offset(writer: int, fd: int, start: int, *args: Any) -> None:
         part = index.LogIndex(offset=start - 1)

@@ -22,10 +22,11 @@ number; a line from another tool can hold one.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate, compress, groupby
 from operator import attrgetter, itemgetter, not_
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import orjson
@@ -163,14 +164,20 @@ def _labels(records: list[_Record]) -> list[str]:
     """Return each entry's model as summaries label it."""
     labels: list[str | None] = list(map(_column["model"], records))
     for missing in (None, ""):
-        position = -1
-        while True:
-            try:
-                position = labels.index(missing, position + 1)
-            except ValueError:
-                break
+        for position in _positions(labels, missing):
             labels[position] = "(unknown)"
     return labels  # type: ignore[return-value]
+
+
+def _positions(values: list[Any], target: object) -> Iterator[int]:
+    """Yield the positions of ``target`` in ``values``, found by C-level search."""
+    position = -1
+    while True:
+        try:
+            position = values.index(target, position + 1)
+        except ValueError:
+            return
+        yield position
 
 
 def _costs(
@@ -186,12 +193,7 @@ def _costs(
     never_priced = pricer.never_priced
     costs: list[float | None] = list(map(_column["cost_usd"], records))
     priced = [True] * len(costs)
-    position = -1
-    while True:
-        try:
-            position = costs.index(None, position + 1)
-        except ValueError:
-            break
+    for position in _positions(costs, None):
         record = records[position]
         model = record.model
         if model is None or never_priced(model, record.timestamp[:10]):
