@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/run.py [--quick] [--only FIGURE ...] [--output PATH]
 
-A full run takes about five minutes on a 2-core machine. ``--quick`` uses small
+A full run takes three to five minutes on a 2-core machine. ``--quick`` uses small
 sizes and takes under a minute, to check that the suite works.
 """
 

@@ -267,3 +267,38 @@ def test_session_id_from_environment_across_processes(storage: Path) -> None:
     assert [s["session_id"] for s in sessions] == ["pipeline-42"]
     assert sessions[0]["services"] == ["alpha", "beta"]
     assert sessions[0]["total_operations"] == 2
+
+
+def test_small_costs_keep_four_decimals(storage: Path) -> None:
+    logged = run_cli(
+        "log", "my-plugin", "plan", "--model", "claude-opus-4-6",
+        "--input", "500", "--dir", storage,
+    )  # fmt: skip
+    assert logged.returncode == 0, logged.stderr
+
+    result = run_cli("summary", "--dir", storage)
+
+    assert result.returncode == 0, result.stderr
+    assert "$0.0025" in result.stdout
+    assert "$0.00 " not in result.stdout
+
+
+def test_unknown_service_noted(storage: Path) -> None:
+    logged = run_cli("log", "my-plugin", "plan", "--dir", storage)
+    assert logged.returncode == 0, logged.stderr
+
+    result = run_cli("errors", "--dir", storage, "--service", "no-such-service")
+
+    assert result.returncode == 0, result.stderr
+    assert "no log for service 'no-such-service'" in result.stderr
+
+
+def test_session_table_lists_services_plainly(storage: Path) -> None:
+    logged = run_cli("log", "my-plugin", "plan", "--dir", storage)
+    assert logged.returncode == 0, logged.stderr
+
+    result = run_cli("session", "--dir", storage)
+
+    assert result.returncode == 0, result.stderr
+    assert "my-plugin" in result.stdout
+    assert "['my-plugin']" not in result.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,14 @@ def _pricer(args: argparse.Namespace) -> Pricer:
 
 
 def _logs(args: argparse.Namespace) -> list[Path]:
-    return service_logs(args.dir or default_storage_dir(), args.service)
+    directory = args.dir or default_storage_dir()
+    logs = service_logs(directory, args.service)
+    for service in args.service or ():
+        if not any(path.exists() for path in service_logs(directory, [service])):
+            print(
+                f"note: no log for service {service!r} in {directory}", file=sys.stderr
+            )
+    return logs
 
 
 def _entries(args: argparse.Namespace, stats: ReadStats) -> Iterator[Entry]:
@@ -187,7 +194,7 @@ def run_summary(args: argparse.Namespace) -> int:
     if summary["cost_by_model"]:
         print()
         models = [
-            {"model": model, "cost": f"{cost:,.2f}"}
+            {"model": model, "cost": _money(cost)}
             for model, cost in summary["cost_by_model"].items()
         ]
         write_table(models, [("model", "MODEL"), ("cost", "COST $")], sys.stdout)
@@ -196,18 +203,26 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def _readable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Format money, rates and durations in summary rows for people."""
-    formats = {
-        "estimated_cost": "${:,.2f}",
-        "success_rate": "{:.1%}",
-        "total_duration": "{:,.1f} s",
-        "wall_seconds": "{:,.1f} s",
+    formats: dict[str, Callable[[Any], str]] = {
+        "estimated_cost": lambda cost: f"${_money(cost)}",
+        "success_rate": "{:.1%}".format,
+        "total_duration": "{:,.1f} s".format,
+        "wall_seconds": "{:,.1f} s".format,
+        "services": ", ".join,
     }
     return [
-        dict(row, value=formats[row["metric"]].format(row["value"]))
+        dict(row, value=formats[row["metric"]](row["value"]))
         if row["metric"] in formats and row["value"] is not None
         else row
         for row in rows
     ]
+
+
+def _money(amount: float) -> str:
+    """Format US dollars: cents, or four decimals for amounts under a dollar."""
+    if amount == 0 or abs(amount) >= 1:
+        return f"{amount:,.2f}"
+    return f"{amount:.4f}"
 
 
 def run_errors(args: argparse.Namespace) -> int:
