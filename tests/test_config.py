@@ -12,6 +12,7 @@ from conftest import run_cli
 
 from leyline_usage import ConfigError, UsageLogger
 from leyline_usage.config import load_config, parse_config
+from leyline_usage.plugins import reset_plugin_manager
 
 USER_PRICES = """
 [logging]
@@ -169,3 +170,20 @@ def test_session_timeout_from_config(config_file: Path, storage: Path) -> None:
 
     assert first is not None and second is not None
     assert first["session_id"] != second["session_id"]
+
+
+def test_index_follows_prices_loaded_not_file_edits(
+    config_file: Path, storage: Path
+) -> None:
+    config_file.write_text(USER_PRICES)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.log_usage("a", tokens=10, model="house-model")
+    first = logger.pricer.fingerprint()
+
+    # An edit after the process loaded its prices does not change them, so
+    # indexes it saves must not claim the new prices.
+    config_file.write_text(USER_PRICES.replace("input = 1.0", "input = 9.0"))
+
+    assert logger.pricer.fingerprint() == first
+    reset_plugin_manager()
+    assert UsageLogger("svc", storage_dir=storage).pricer.fingerprint() != first

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import run_writers
 from test_queries import make_random_log
@@ -330,3 +331,19 @@ def test_failures_beyond_kept_offsets_read_from_log(
     assert saved.errors_dropped == expected["failed_operations"] - 3
     assert logger.get_recent_errors(10) == expected["errors"]
     assert logger.get_recent_errors(2) == expected["errors"][:2]
+
+
+def test_first_line_rewritten_in_place_rebuilds_index(storage: Path) -> None:
+    make_random_log(storage, 100)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.get_usage_summary()
+    data = logger.log_file.read_bytes()
+    tokens = str(orjson.loads(data.split(b"\n")[0])["tokens"])
+    # The same length, so only the first bytes tell the edit apart.
+    other = "1" * len(tokens) if set(tokens) != {"1"} else "2" * len(tokens)
+    old, new = f'"tokens":{tokens},'.encode(), f'"tokens":{other},'.encode()
+
+    with open(logger.log_file, "r+b") as file:
+        file.write(data.replace(old, new, 1))
+
+    assert_same(logger, full_scan(logger.log_file))

@@ -12,8 +12,9 @@ after a few appends then neither reads nor writes it.
 The index file ``.{log name}.index`` is a cache: it is rebuilt from the log
 whenever it is missing, unreadable, written by another version, made with
 other prices, or no longer matches the log (a different inode, a log shorter
-than the indexed offset, or different bytes just before that offset, as after
-a truncation or a replacement). It never changes the log.
+than the indexed offset, different first bytes, or different bytes just before
+that offset, as after a truncation or a replacement). It never changes the
+log.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from leyline_usage.segments import open_stream
 
 _log = logging.getLogger("leyline_usage")
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 _CHUNK = 1 << 20
 _LINES_PER_BATCH = 10_000
 # Unindexed bytes from which a build splits the work with a forked helper.
@@ -59,6 +60,9 @@ _recent: OrderedDict[Path, LogIndex] = OrderedDict()
 _recent_lock = threading.Lock()
 # Bytes before the indexed offset that must still match for the index to apply.
 _CHECK_BYTES = 256
+# The start of the log must match too: a log rewritten from its first line, or
+# a new file that got the old one's inode number, changes it.
+_HEAD_BYTES = 4096
 # Hour buckets are keyed by the first 13 characters of the timestamp.
 _HOUR = 13
 
@@ -213,7 +217,9 @@ def _check_value(log: Path, fd: int, offset: int, status: os.stat_result) -> str
         # Compressed segments are written once and never appended to.
         return f"gz:{status.st_size}:{status.st_mtime_ns}"
     start = max(offset - _CHECK_BYTES, 0)
-    return hashlib.sha256(os.pread(fd, offset - start, start)).hexdigest()
+    digest = hashlib.sha256(os.pread(fd, min(offset, _HEAD_BYTES), 0))
+    digest.update(os.pread(fd, offset - start, start))
+    return digest.hexdigest()
 
 
 def _is_compressed(log: Path) -> bool:

@@ -9,13 +9,12 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from leyline_usage.entry import TOKEN_KEYS, Entry, format_timestamp
 from leyline_usage.errors import PricingError
 from leyline_usage.plugins import HookSet, plugin_manager
-from leyline_usage.pricing import bundled_table_paths
+from leyline_usage.pricing import PriceTable
 from leyline_usage.pricing_plugin import leyline_usage_cost, price_table
 
 # The original leyline logger's flat estimate, USD per million tokens.
@@ -50,6 +49,9 @@ class Pricer:
         # or never, whatever the counts.
         self._tables_only = self._hook is leyline_usage_cost
         self._never_priced: dict[tuple[str, str], bool] = {}
+        # The table the answers in _never_priced come from.
+        self._never_priced_table: PriceTable | None = None
+        self._digested: tuple[PriceTable, str] | None = None
 
     def fingerprint(self) -> str:
         """Return a digest of everything that decides prices, for cached costs."""
@@ -57,19 +59,17 @@ class Pricer:
         config = manager.config
         parts = [repr(self.fallback_per_token), str(config.error)]
         parts += sorted(name for name, _, _ in manager.impls("leyline_usage_cost"))
-        files = {
-            *bundled_table_paths(),
-            *(Path(m.table) for m in config.pricing_models),
-        }
-        if config.path is not None:
-            files.add(config.path)
-        for path in sorted(files):
-            try:
-                status = path.stat()
-                parts.append(f"{path}:{status.st_mtime_ns}:{status.st_size}")
-            except OSError:
-                parts.append(f"{path}:missing")
+        if config.error is None:
+            # The prices this process loaded, not the files as they are now: a
+            # table edited since must not label an index of old prices as new.
+            parts.append(self._table_digest(price_table()))
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _table_digest(self, table: PriceTable) -> str:
+        if self._digested is None or self._digested[0] is not table:
+            text = repr(table.models())
+            self._digested = (table, hashlib.sha256(text.encode()).hexdigest())
+        return self._digested[1]
 
     def never_priced(self, model: str, day: str) -> bool:
         """Return True if no entry of ``model`` on ``day`` (``YYYY-MM-DD``) has a price.
@@ -79,14 +79,17 @@ class Pricer:
         """
         if not self._tables_only:
             return False
+        try:
+            table = price_table()
+        except PricingError:
+            return False
+        if table is not self._never_priced_table:
+            self._never_priced.clear()
+            self._never_priced_table = table
         key = (model, day)
         never = self._never_priced.get(key)
         if never is None:
-            try:
-                never = price_table().fast_cost(model, day, {}) is None
-            except PricingError:
-                never = False
-            self._never_priced[key] = never
+            never = self._never_priced[key] = table.fast_cost(model, day, {}) is None
         return never
 
     def price(self, entry: Entry) -> tuple[float, bool]:
