@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -14,7 +15,7 @@ from typing import Any
 from leyline_usage.entry import TOKEN_KEYS, Entry, format_timestamp
 from leyline_usage.errors import PricingError
 from leyline_usage.plugins import HookSet, plugin_manager
-from leyline_usage.pricing import PriceTable
+from leyline_usage.pricing import PriceTable, bundled_table_paths
 from leyline_usage.pricing_plugin import leyline_usage_cost, price_table
 
 # The original leyline logger's flat estimate, USD per million tokens.
@@ -51,7 +52,6 @@ class Pricer:
         self._never_priced: dict[tuple[str, str], bool] = {}
         # The table the answers in _never_priced come from.
         self._never_priced_table: PriceTable | None = None
-        self._digested: tuple[PriceTable, str] | None = None
 
     def fingerprint(self) -> str:
         """Return a digest of everything that decides prices, for cached costs."""
@@ -59,17 +59,11 @@ class Pricer:
         config = manager.config
         parts = [repr(self.fallback_per_token), str(config.error)]
         parts += sorted(name for name, _, _ in manager.impls("leyline_usage_cost"))
-        if config.error is None:
-            # The prices this process loaded, not the files as they are now: a
-            # table edited since must not label an index of old prices as new.
-            parts.append(self._table_digest(price_table()))
+        # The config as this process read it, not the file as it is now: a
+        # config edited since must not label an index of old prices as new.
+        parts.append(config.text)
+        parts += _bundled_tables_stamp()
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-    def _table_digest(self, table: PriceTable) -> str:
-        if self._digested is None or self._digested[0] is not table:
-            text = repr(table.models())
-            self._digested = (table, hashlib.sha256(text.encode()).hexdigest())
-        return self._digested[1]
 
     def never_priced(self, model: str, day: str) -> bool:
         """Return True if no entry of ``model`` on ``day`` (``YYYY-MM-DD``) has a price.
@@ -103,6 +97,22 @@ class Pricer:
                 return float(cost), True
         tokens = entry.get("tokens")
         return (tokens if type(tokens) is int else 0) * self.fallback_per_token, False
+
+
+@functools.cache
+def _bundled_tables_stamp() -> tuple[str, ...]:
+    """Return the size and time of the bundled tables, taken once per process.
+
+    They are package files, which a running process does not read again.
+    """
+    stamps = []
+    for path in bundled_table_paths():
+        try:
+            status = path.stat()
+            stamps.append(f"{path}:{status.st_mtime_ns}:{status.st_size}")
+        except OSError:
+            stamps.append(f"{path}:missing")
+    return tuple(stamps)
 
 
 _COUNTED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
