@@ -240,7 +240,7 @@ def leyline_task(params: dict[str, Any]) -> dict[str, Any]:
     logger = UsageLogger(SERVICE, storage_dir=directory)
     baseline = peak_rss_bytes()
     result, cold_seconds, cold_peak = _timed(_leyline_query, logger, query)
-    # A cold build of a large log forks a helper; it is this task's only
+    # A cold build of a large log forks a helper. It is this task's only
     # child so far, and its peak counts toward the query's memory.
     helper_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     cold_digest = _digest(query, result)

@@ -168,7 +168,7 @@ def test_any_mix_of_lines_gives_same_totals(storage: Path, data: st.DataObject) 
 
 def test_two_objects_and_blank_line_not_miscounted(storage: Path) -> None:
     lines = canonical_lines(storage)
-    # As many lines as objects: only a per-line decode tells them apart.
+    # As many lines as objects, so only a per-line decode detects them.
     data = b"\n".join([*lines, _base() + b" " + _base(), b""]) + b"\n"
 
     fast = chunk_totals(data, 0, Pricer())

@@ -52,7 +52,7 @@ PARALLEL_BYTES = 32 << 20
 # this process keeps in memory.
 SAVE_BYTES = 1 << 20
 # Offsets of failed entries an index keeps, so that its size stays bounded
-# however long the log; older failures are read from the log when asked for.
+# however long the log. Older failures are read from the log when requested.
 MAX_ERRORS = 10_000
 # Logs whose latest index each process keeps in memory.
 _RECENT_LOGS = 8

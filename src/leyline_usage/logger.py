@@ -452,7 +452,7 @@ class UsageLogger(ServiceQueries):
         return self._attach_cost(entry, built=False)
 
     def _attach_cost(self, entry: Entry, built: bool) -> Entry:
-        """Price ``entry``; ``built`` says log_usage made it, with a valid model."""
+        """Price ``entry``. ``built`` is True for an entry log_usage made."""
         try:
             if built and self._hook_set.tables_only:
                 # What the built-in cost model does, without its checks of

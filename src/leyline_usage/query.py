@@ -50,7 +50,7 @@ class Pricer:
         # or never, whatever the counts.
         self._tables_only = self._hook is leyline_usage_cost
         self._never_priced: dict[tuple[str, str], bool] = {}
-        # The table the answers in _never_priced come from.
+        # The price table whose results _never_priced holds.
         self._never_priced_table: PriceTable | None = None
 
     def fingerprint(self) -> str:
