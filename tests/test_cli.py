@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import CLAUDE_CODE_SAMPLES, ORIGINAL_FORMAT, run_cli
 
+from leyline_usage.cli._query import _money
+
 
 @pytest.fixture
 def imported(storage: Path) -> Path:
@@ -302,3 +304,12 @@ def test_session_table_lists_services_plainly(storage: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "my-plugin" in result.stdout
     assert "['my-plugin']" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [(0.0, "0.00"), (1234.5, "1,234.50"), (0.99996, "1.00"), (0.0025, "0.0025"),
+     (0.000007, "0.000007")],
+)  # fmt: skip
+def test_money_shows_small_amounts(amount: float, text: str) -> None:
+    assert _money(amount) == text

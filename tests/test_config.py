@@ -36,6 +36,18 @@ input = 4.0
 output = 20.0
 """
 
+HOUSE_TABLE = """
+provider = "house"
+
+[models."house-model"]
+[[models."house-model".periods]]
+effective_from = 2025-01-01
+source = "https://example.com/internal-prices"
+checked = 2025-01-01
+input = 1.0
+output = 2.0
+"""
+
 
 @pytest.fixture
 def config_file(
@@ -185,5 +197,20 @@ def test_index_follows_prices_loaded_not_file_edits(
     config_file.write_text(USER_PRICES.replace("input = 1.0", "input = 9.0"))
 
     assert logger.pricer.fingerprint() == first
+    reset_plugin_manager()
+    assert UsageLogger("svc", storage_dir=storage).pricer.fingerprint() != first
+
+
+def test_index_follows_prices_of_table_files_read(
+    config_file: Path, storage: Path
+) -> None:
+    table = config_file.parent / "extra.toml"
+    table.write_text(HOUSE_TABLE)
+    config_file.write_text('[pricing]\ntables = ["extra.toml"]\n')
+    first = UsageLogger("svc", storage_dir=storage).pricer.fingerprint()
+
+    table.write_text(HOUSE_TABLE.replace("input = 1.0", "input = 9.0"))
+
+    assert UsageLogger("svc", storage_dir=storage).pricer.fingerprint() == first
     reset_plugin_manager()
     assert UsageLogger("svc", storage_dir=storage).pricer.fingerprint() != first

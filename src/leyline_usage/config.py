@@ -49,9 +49,6 @@ class Config:
     disabled_plugins: list[str] = field(default_factory=list)
     pricing_models: list[ModelPrices] = field(default_factory=list)
     error: str | None = None
-    # The text the settings were read from, so that prices cached elsewhere
-    # can be matched to it after the file changes.
-    text: str = ""
 
     def plugin_settings(self, name: str) -> dict[str, Any]:
         """Return the ``[plugins.NAME]`` table, or an empty dict.
@@ -98,7 +95,7 @@ def parse_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
-    config = Config(path=path, data=data, text=text)
+    config = Config(path=path, data=data)
     logging_section = _table(data, "logging", path, text)
     config.session_timeout = _number(logging_section, "session_timeout", path, text)
     rate = _number(logging_section, "fallback_rate", path, text)

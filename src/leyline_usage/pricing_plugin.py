@@ -8,6 +8,7 @@ bundled ones.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from leyline_usage.config import Config
@@ -18,6 +19,7 @@ from leyline_usage.pricing import ModelPrices, PriceTable, bundled_table_paths
 _table: PriceTable | None = None
 _user_models: list[ModelPrices] = []
 _config_error: str | None = None
+_bundled_stamp: tuple[str, ...] = ()
 
 
 def price_table() -> PriceTable:
@@ -44,10 +46,31 @@ def set_price_table(table: PriceTable | None) -> None:
 @hookimpl
 def leyline_usage_configure(config: Config) -> None:
     """Take the user's pricing tables from the config file."""
-    global _user_models, _config_error, _table
+    global _user_models, _config_error, _table, _bundled_stamp
     _user_models = list(config.pricing_models)
     _config_error = config.error
     _table = None
+    _bundled_stamp = _stamp(bundled_table_paths())
+
+
+def bundled_tables_stamp() -> tuple[str, ...]:
+    """Return the size and time of the bundled tables when the config was read.
+
+    The table loaded after that reads them as they were then, unless a
+    package file changes in between.
+    """
+    return _bundled_stamp
+
+
+def _stamp(paths: list[Path]) -> tuple[str, ...]:
+    stamps = []
+    for path in paths:
+        try:
+            status = path.stat()
+            stamps.append(f"{path}:{status.st_mtime_ns}:{status.st_size}")
+        except OSError:
+            stamps.append(f"{path}:missing")
+    return tuple(stamps)
 
 
 @hookimpl(trylast=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import time
@@ -15,8 +14,12 @@ from typing import Any
 from leyline_usage.entry import TOKEN_KEYS, Entry, format_timestamp
 from leyline_usage.errors import PricingError
 from leyline_usage.plugins import HookSet, plugin_manager
-from leyline_usage.pricing import PriceTable, bundled_table_paths
-from leyline_usage.pricing_plugin import leyline_usage_cost, price_table
+from leyline_usage.pricing import PriceTable
+from leyline_usage.pricing_plugin import (
+    bundled_tables_stamp,
+    leyline_usage_cost,
+    price_table,
+)
 
 # The original leyline logger's flat estimate, USD per million tokens.
 DEFAULT_FALLBACK_RATE = Decimal("0.50")
@@ -59,10 +62,10 @@ class Pricer:
         config = manager.config
         parts = [repr(self.fallback_per_token), str(config.error)]
         parts += sorted(name for name, _, _ in manager.impls("leyline_usage_cost"))
-        # The config as this process read it, not the file as it is now: a
-        # config edited since must not label an index of old prices as new.
-        parts.append(config.text)
-        parts += _bundled_tables_stamp()
+        # The prices as this process read them, not the files as they are now:
+        # a table edited since must not label an index of old prices as new.
+        parts.append(repr(config.pricing_models))
+        parts += bundled_tables_stamp()
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def never_priced(self, model: str, day: str) -> bool:
@@ -97,22 +100,6 @@ class Pricer:
                 return float(cost), True
         tokens = entry.get("tokens")
         return (tokens if type(tokens) is int else 0) * self.fallback_per_token, False
-
-
-@functools.cache
-def _bundled_tables_stamp() -> tuple[str, ...]:
-    """Return the size and time of the bundled tables, taken once per process.
-
-    They are package files, which a running process does not read again.
-    """
-    stamps = []
-    for path in bundled_table_paths():
-        try:
-            status = path.stat()
-            stamps.append(f"{path}:{status.st_mtime_ns}:{status.st_size}")
-        except OSError:
-            stamps.append(f"{path}:missing")
-    return tuple(stamps)
 
 
 _COUNTED = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")

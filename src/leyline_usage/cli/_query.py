@@ -208,7 +208,7 @@ def _readable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "success_rate": "{:.1%}".format,
         "total_duration": "{:,.1f} s".format,
         "wall_seconds": "{:,.1f} s".format,
-        "services": ", ".join,
+        "services": ",".join,
     }
     return [
         dict(row, value=formats[row["metric"]](row["value"]))
@@ -219,10 +219,12 @@ def _readable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _money(amount: float) -> str:
-    """Format US dollars: cents, or four decimals for amounts under a dollar."""
-    if amount == 0 or abs(amount) >= 1:
+    """Format US dollars: cents, or more decimals for amounts under a dollar."""
+    if amount == 0 or abs(round(amount, 2)) >= 1:
         return f"{amount:,.2f}"
-    return f"{amount:.4f}"
+    if round(amount, 4):
+        return f"{amount:.4f}"
+    return f"{amount:.6f}"
 
 
 def run_errors(args: argparse.Namespace) -> int:
