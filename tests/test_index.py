@@ -46,8 +46,9 @@ def assert_same(logger: UsageLogger, expected: dict[str, Any]) -> None:
     for key in NUMERIC:
         assert summary[key] == expected[key], key
     assert summary["skipped_lines"] == expected["skipped_lines"]
+    # Sums in another order can round the other way at the sixth decimal.
     assert summary["estimated_cost"] == pytest.approx(
-        expected["estimated_cost"], abs=1e-6
+        expected["estimated_cost"], abs=2e-6
     )
     assert summary["total_duration"] == pytest.approx(expected["total_duration"])
     assert summary["first_timestamp"] == expected["first_timestamp"]
