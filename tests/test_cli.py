@@ -313,3 +313,15 @@ def test_session_table_lists_services_plainly(storage: Path) -> None:
 )  # fmt: skip
 def test_money_shows_small_amounts(amount: float, text: str) -> None:
     assert _money(amount) == text
+
+
+def test_service_named_twice_counted_once(storage: Path) -> None:
+    logged = run_cli("log", "my-plugin", "plan", "--tokens", "5", "--dir", storage)
+    assert logged.returncode == 0, logged.stderr
+
+    result = run_cli(
+        "summary", "--dir", storage, "-s", "my-plugin", "-s", "my-plugin", "--json"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["total_operations"] == 1

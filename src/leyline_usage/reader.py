@@ -76,7 +76,9 @@ def service_logs(directory: Path, services: Iterable[str] | None = None) -> list
     Each service's rotated segments come first, oldest first, then its log.
     """
     if services is not None:
-        logs = [directory / f"{validate_service_name(s)}.jsonl" for s in services]
+        # A service named twice is read once.
+        names = dict.fromkeys(validate_service_name(s) for s in services)
+        logs = [directory / f"{name}.jsonl" for name in names]
     elif directory.is_dir():
         logs = sorted(
             p for p in directory.glob("*.jsonl") if not p.name.startswith(".")
