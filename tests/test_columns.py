@@ -154,7 +154,7 @@ def test_odd_line_gives_same_totals(storage: Path, odd: bytes) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
-def test_any_mix_of_lines_gives_same_totals(storage: Path, data: st.DataObject) -> None:
+def test_any_line_mix_gives_same_totals(storage: Path, data: st.DataObject) -> None:
     if not (storage / "svc.jsonl").exists():
         canonical_lines(storage)
     pool = (storage / "svc.jsonl").read_bytes().splitlines() + ODD_LINES
@@ -173,7 +173,7 @@ def test_any_mix_of_lines_gives_same_totals(storage: Path, data: st.DataObject) 
         assert_same_totals(fast, line_by_line(chunk, 7))
 
 
-def test_two_objects_and_blank_line_not_miscounted(storage: Path) -> None:
+def test_two_objects_with_blank_line_rejected(storage: Path) -> None:
     lines = canonical_lines(storage)
     # As many lines as objects, so only a per-line decode detects them.
     data = b"\n".join([*lines, _base() + b" " + _base(), b""]) + b"\n"
@@ -183,7 +183,7 @@ def test_two_objects_and_blank_line_not_miscounted(storage: Path) -> None:
     assert fast is None
 
 
-def test_deep_nesting_with_raised_recursion_limit(storage: Path) -> None:
+def test_deep_nesting_raised_recursion_limit(storage: Path) -> None:
     lines = canonical_lines(storage)
     deep = _base()[:-1] + b',"extra":' + b"[" * 1024 + b"]" * 1024 + b"}"
     data = b"\n".join([*lines, deep]) + b"\n"
@@ -198,7 +198,7 @@ def test_deep_nesting_with_raised_recursion_limit(storage: Path) -> None:
     assert line_by_line(data, 0).skipped == 1
 
 
-def test_unknown_model_is_never_priced_by_tables() -> None:
+def test_unknown_model_never_priced() -> None:
     pricer = Pricer()
 
     assert pricer.never_priced("mystery-model", "2026-01-02")
@@ -231,7 +231,7 @@ def split_log(
     return logger, full_scan(logger.log_file), forks_in(monkeypatch)
 
 
-def test_build_split_with_helper_matches_full_scan(
+def test_split_build_matches_full_scan(
     storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_random_log(storage, 400)
@@ -255,7 +255,7 @@ def test_build_split_with_helper_matches_full_scan(
     }
 
 
-def test_failed_helper_leaves_the_work_to_the_caller(
+def test_failed_helper_work_falls_back(
     storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     logger, expected, forks = split_log(storage, monkeypatch)
@@ -268,7 +268,7 @@ def test_failed_helper_leaves_the_work_to_the_caller(
 
 
 @pytest.mark.parametrize("payload", [b"[]", b"null", b"5", b'{"version": 1}'])
-def test_helper_payload_of_wrong_shape_is_ignored(
+def test_wrong_shape_helper_payload_ignored(
     storage: Path, monkeypatch: pytest.MonkeyPatch, payload: bytes
 ) -> None:
     logger, expected, _ = split_log(storage, monkeypatch)
@@ -282,7 +282,7 @@ def test_helper_payload_of_wrong_shape_is_ignored(
     assert_same(logger, expected)
 
 
-def test_helper_offset_outside_its_half_is_ignored(
+def test_helper_offset_outside_half_ignored(
     storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     logger, expected, _ = split_log(storage, monkeypatch)

@@ -184,7 +184,7 @@ def test_session_timeout_from_config(config_file: Path, storage: Path) -> None:
     assert first["session_id"] != second["session_id"]
 
 
-def test_index_follows_prices_loaded_not_file_edits(
+def test_fingerprint_ignores_later_config_edits(
     config_file: Path, storage: Path
 ) -> None:
     config_file.write_text(USER_PRICES)
@@ -201,9 +201,7 @@ def test_index_follows_prices_loaded_not_file_edits(
     assert UsageLogger("svc", storage_dir=storage).pricer.fingerprint() != first
 
 
-def test_index_follows_prices_of_table_files_read(
-    config_file: Path, storage: Path
-) -> None:
+def test_fingerprint_follows_table_files_read(config_file: Path, storage: Path) -> None:
     table = config_file.parent / "extra.toml"
     table.write_text(HOUSE_TABLE)
     config_file.write_text('[pricing]\ntables = ["extra.toml"]\n')

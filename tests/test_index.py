@@ -220,7 +220,7 @@ def full_scan_errors(logger: UsageLogger, count: int) -> list[dict[str, Any]]:
     return recent_errors(list(logger.iter_entries()), count)
 
 
-def test_index_file_of_wrong_shape_is_ignored(storage: Path) -> None:
+def test_wrong_shape_index_file_ignored(storage: Path) -> None:
     make_random_log(storage, 100)
     logger = UsageLogger("svc", storage_dir=storage)
     expected = full_scan(logger.log_file)
@@ -246,7 +246,7 @@ def test_infinite_duration_survives_saved_index(storage: Path) -> None:
     assert second["total_operations"] == 2
 
 
-def test_token_total_beyond_64_bits_still_answers(storage: Path) -> None:
+def test_token_total_past_64_bits(storage: Path) -> None:
     storage.mkdir()
     line = (
         b'{"timestamp":"%s","session_id":"s","service":"svc",'
@@ -315,7 +315,7 @@ def test_index_being_read_is_never_changed(storage: Path) -> None:
     assert second.lines == first.lines + 100
 
 
-def test_failures_beyond_kept_offsets_read_from_log(
+def test_old_failures_read_from_log(
     storage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(index, "MAX_ERRORS", 3)
@@ -334,7 +334,7 @@ def test_failures_beyond_kept_offsets_read_from_log(
     assert logger.get_recent_errors(2) == expected["errors"][:2]
 
 
-def test_first_line_rewritten_in_place_rebuilds_index(storage: Path) -> None:
+def test_first_line_edit_rebuilds_index(storage: Path) -> None:
     make_random_log(storage, 100)
     logger = UsageLogger("svc", storage_dir=storage)
     logger.get_usage_summary()

@@ -145,7 +145,7 @@ def load_index(log: Path, pricer: Pricer) -> LogIndex:
         if _is_compressed(log):
             pending = _extend_compressed(index, file, pricer, log)
         else:
-            pending = _extend(index, file, pricer)
+            pending = _extend(index, file, status.st_size, pricer)
         index.check = _check_value(log, fd, index.offset, status)
     _parse_tail(index, pending)
     lag = index.offset - (index.saved_offset or 0)
@@ -241,15 +241,15 @@ def _parse_tail(index: LogIndex, pending: bytes) -> None:
         index.tail_skipped = 1
 
 
-def _extend(index: LogIndex, file: Any, pricer: Pricer) -> bytes:
+def _extend(index: LogIndex, file: Any, size: int, pricer: Pricer) -> bytes:
     """Parse the complete lines after ``index.offset`` into the index.
 
-    Return the bytes after the last newline, which are not indexed.
+    ``size`` is the log's size when the query opened it; lines appended since
+    are read too. Return the bytes after the last newline, which are not
+    indexed.
     """
-    fd = file.fileno()
-    size = os.fstat(fd).st_size
     if size - index.offset >= PARALLEL_BYTES and _may_fork():
-        _extend_in_two(index, fd, size, pricer)
+        _extend_in_two(index, file.fileno(), size, pricer)
     file.seek(index.offset)
     return _read_lines(index, file.read, pricer)
 
