@@ -29,11 +29,13 @@ from leyline_usage.entry import (
 from leyline_usage.errors import StorageError
 from leyline_usage.paths import default_storage_dir, validate_service_name
 from leyline_usage.plugins import HookSet, plugin_manager
+from leyline_usage.pricing_plugin import price_table
 from leyline_usage.query import (
     DEFAULT_FALLBACK_RATE,
     Pricer,
 )
 from leyline_usage.reader import iter_entries
+from leyline_usage.redaction import may_hold_secrets
 from leyline_usage.segments import Rotation
 from leyline_usage.service_queries import ServiceQueries
 from leyline_usage.session import (
@@ -270,10 +272,12 @@ class UsageLogger(ServiceQueries):
         if cost_usd is not None:
             entry["cost_usd"] = _check_cost(cost_usd)
         elif model is not None and counts:
-            self.attach_cost(entry)
+            self._attach_cost(entry, built=True)
         entry["id"] = new_entry_id()
 
-        if hooks.enrichers:
+        if hooks.enrichers and not (
+            hooks.redaction_only and not may_hold_secrets(metadata)
+        ):
             self._enrich(hooks, entry)
         line = encode_entry(entry, self.strict)
         if len(line) + (_CHAIN_BYTES if self.chain else 0) > self.max_entry_bytes:
@@ -445,8 +449,19 @@ class UsageLogger(ServiceQueries):
 
     def attach_cost(self, entry: Entry) -> Entry:
         """Set ``cost_usd`` on ``entry`` if a cost model plugin can price it."""
+        return self._attach_cost(entry, built=False)
+
+    def _attach_cost(self, entry: Entry, built: bool) -> Entry:
+        """Price ``entry``. ``built`` is True for an entry log_usage made."""
         try:
-            cost = self._hook_set.cost(entry=entry)
+            if built and self._hook_set.tables_only:
+                # What the built-in cost model does, without its checks of
+                # an entry that log_usage has just built.
+                cost = price_table().fast_cost(
+                    entry["model"], entry["timestamp"][:10], entry
+                )
+            else:
+                cost = self._hook_set.cost(entry=entry)
         except Exception as exc:
             # A broken cost model or pricing table must not cost the host tool
             # its entry: the entry is logged unpriced and summaries fall back.

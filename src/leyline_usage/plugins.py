@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import pluggy
 
-from leyline_usage import hookspecs
+from leyline_usage import hookspecs, pricing_plugin, redaction
 from leyline_usage.config import Config, load_config
 from leyline_usage.hookspecs import PROJECT
 from leyline_usage.paths import FILE_MODE
@@ -143,8 +143,15 @@ class HookSet:
             # With one cost model (the usual case) pluggy's dispatch is pure
             # overhead on the hot path, so the function is called directly.
             self.cost = cost_models[0][1]
+        # The built-in tables alone: the logger prices from them directly.
+        self.tables_only = self.cost is pricing_plugin.leyline_usage_cost
         self.adapt_usage = manager.hook.leyline_usage_adapt_usage
         self.enrichers = manager.impls("leyline_usage_enrich")
+        # Secret redaction alone: metadata it would leave as is skips the
+        # copy that enrichers work on.
+        self.redaction_only = [e[1] for e in self.enrichers] == [
+            redaction.leyline_usage_enrich
+        ]
         self.sinks = manager.impls("leyline_usage_sink")
 
 
