@@ -99,7 +99,7 @@ ODD_LINES = [
 
 
 def line_by_line(data: bytes, base: int) -> ChunkTotals:
-    return index._line_totals(data, base, Pricer())
+    return index._line_totals(data.split(b"\n")[:-1], base, Pricer())
 
 
 # Sums rounded to six decimals may differ by one unit when added in another
@@ -171,6 +171,43 @@ def test_any_line_mix_gives_same_totals(storage: Path, data: st.DataObject) -> N
 
     if fast is not None:
         assert_same_totals(fast, line_by_line(chunk, 7))
+
+
+def test_runs_across_hours_out_of_order() -> None:
+    # One session's entries step back and forth over an hour boundary, as
+    # writers in several processes can leave them, and a second service
+    # shares the chunk.
+    stamps = ["2026-01-02T03:59:59.9", "2026-01-02T04:00:00.1"] * 3
+    chosen = [_base(timestamp=stamp, tokens=n) for n, stamp in enumerate(stamps)]
+    chosen.insert(3, _base(service="other", timestamp="2026-01-02T03:59:59.5"))
+    chosen.append(_base(timestamp="2026-01-02T04:00:00", duration_seconds=0.25))
+    chosen.append(_base(timestamp="2026-01-02T04"))
+    chunk = b"\n".join(chosen) + b"\n"
+
+    fast = chunk_totals(chunk, 5, Pricer())
+
+    assert fast is not None
+    assert_same_totals(fast, line_by_line(chunk, 5))
+    assert set(fast.spans) == {"2026-01-02T03", "2026-01-02T04"}
+
+
+def test_reads_cut_anywhere_give_same_index(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reads of 7 bytes cut lines and multibyte characters at every place,
+    # and the index must still match a full scan.
+    make_random_log(storage, 30)
+    logger = UsageLogger("svc", storage_dir=storage)
+    logger.log_usage("plan", tokens=5, metadata={"note": "ünïcode ✓ 日本語"})
+    logger.log_usage("plan", tokens=6, success=False, error_message="ошибка")
+    with logger.log_file.open("ab") as log:
+        log.write(_base(metadata={"k": "XX"}).replace(b"XX", b"\xff\xfe") + b"\n")
+    expected = full_scan(logger.log_file)
+    monkeypatch.setattr(index, "_CHUNK", 7)
+    index.forget_recent()
+
+    assert_same(logger, expected)
+    assert load_index(logger.log_file, Pricer()).skipped_lines == 1
 
 
 def test_two_objects_with_blank_line_rejected(storage: Path) -> None:

@@ -52,10 +52,12 @@ class _Record(msgspec.Struct, gc=False):
     success: bool
     duration_seconds: float
     model: str | None = None
-    input_tokens: _Count | None = None
-    output_tokens: _Count | None = None
-    cache_read_tokens: _Count | None = None
-    cache_write_tokens: _Count | None = None
+    # A count written as null fails the decode and sends its chunk to the
+    # per-line path, so the sums below need no test for None.
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    cache_read_tokens: _Count = 0
+    cache_write_tokens: _Count = 0
     cost_usd: float | None = None
 
 
@@ -92,15 +94,29 @@ def chunk_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals | None:
     ``data`` ends with a newline and starts at byte ``base`` of its log.
     Entries without a stored cost are priced by ``pricer``.
     """
-    # msgspec skips strings without checking their UTF-8, while orjson
-    # rejects the whole line.
-    if not data.isascii():
-        try:
-            data.decode()
-        except UnicodeDecodeError:
-            return None
     lines = data.split(b"\n")
     lines.pop()
+    return lines_totals(lines, base, pricer, ascii_only=data.isascii())
+
+
+def lines_totals(
+    lines: list[bytes], base: int, pricer: Pricer, *, ascii_only: bool
+) -> ChunkTotals | None:
+    """Return the totals of ``lines`` (no newlines), or None to parse them per line.
+
+    The lines are consecutive and the first starts at byte ``base``. Pass
+    ``ascii_only=True`` only if every byte of them is known to be ASCII.
+    """
+    if not lines:
+        return ChunkTotals({}, {}, [], 0)
+    # msgspec skips strings without checking their UTF-8, while orjson
+    # rejects the whole line. Newlines keep a sequence cut at the end of one
+    # line from being completed by the next.
+    if not ascii_only:
+        try:
+            b"\n".join(lines).decode()
+        except UnicodeDecodeError:
+            return None
     # orjson rejects nesting deeper than 1024 levels, msgspec only at the
     # interpreter's recursion limit. Each level takes two bytes of a line.
     if sys.getrecursionlimit() > _ORJSON_DEPTH and max(map(len, lines)) >= (
@@ -118,7 +134,6 @@ def chunk_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals | None:
     # starts[i] is where line i begins and starts[i + 1] where it ends.
     starts = list(accumulate(map((1).__add__, map(len, lines)), initial=base))
     stamps = list(map(_column["timestamp"], records))
-    hours = list(map(itemgetter(_HOUR), stamps))
     sessions = list(map(_column["session_id"], records))
     services = list(map(_column["service"], records))
     successes = list(map(_column["success"], records))
@@ -127,24 +142,27 @@ def chunk_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals | None:
 
     groups: dict[tuple[str, str, str], Totals] = {}
     spans: dict[str, list[int]] = {}
+    if services.count(services[0]) == len(services):
+        run_ends = _run_ends(sessions)
+    else:
+        run_ends = _run_ends(sessions, services)
     first = 0
-    for last in _run_ends(hours, sessions, services):
-        hour = hours[first]
-        key = (hour, sessions[first], services[first])
-        totals = groups.get(key)
-        if totals is None:
-            totals = groups[key] = Totals()
-        _add_run(
-            totals, records[first:last], stamps[first:last],
-            successes[first:last], costs[first:last], priced[first:last],
-            labels[first:last],
-        )  # fmt: skip
-        span = spans.get(hour)
-        if span is None:
-            spans[hour] = [starts[first], starts[last]]
-        else:
-            span[1] = starts[last]
-        first = last
+    for end in run_ends:
+        for last, hour, low, high in _hour_runs(stamps, first, end):
+            key = (hour, sessions[first], services[first])
+            totals = groups.get(key)
+            if totals is None:
+                totals = groups[key] = Totals()
+            _add_run(
+                totals, records[first:last], low, high, successes[first:last],
+                costs[first:last], priced[first:last], labels[first:last],
+            )  # fmt: skip
+            span = spans.get(hour)
+            if span is None:
+                spans[hour] = [starts[first], starts[last]]
+            else:
+                span[1] = starts[last]
+            first = last
     errors = list(compress(starts, map(not_, successes)))
     return ChunkTotals(groups, spans, errors, len(lines))
 
@@ -158,6 +176,27 @@ def _run_ends(*columns: list[str]) -> list[int]:
             position += len(list(run))
             ends.add(position)
     return sorted(ends)
+
+
+def _hour_runs(
+    stamps: list[str], first: int, end: int
+) -> Iterator[tuple[int, str, str, str]]:
+    """Split rows ``first`` to ``end`` into runs of one hour, in order.
+
+    Yield each run's end, its hour and its earliest and latest timestamps.
+    """
+    run = stamps[first:end]
+    low, high = min(run), max(run)
+    hour = low[_HOUR]
+    # Any text between two that share their first 13 characters shares them
+    # too. So when the earliest and latest are of one hour, all the run is.
+    if high[_HOUR] == hour:
+        yield end, hour, low, high
+        return
+    for hour, group in groupby(run, key=itemgetter(_HOUR)):
+        part = list(group)
+        first += len(part)
+        yield first, hour, min(part), max(part)
 
 
 def _labels(records: list[_Record]) -> list[str]:
@@ -209,13 +248,17 @@ def _costs(
 def _add_run(
     totals: Totals,
     records: list[_Record],
-    stamps: list[str],
+    low: str,
+    high: str,
     successes: list[bool],
     costs: list[float],
     priced: list[bool],
     labels: list[str],
 ) -> None:
-    """Add a run of entries of one hour, session and service to ``totals``."""
+    """Add a run of entries of one hour, session and service to ``totals``.
+
+    ``low`` and ``high`` are the run's earliest and latest timestamps.
+    """
     count = len(records)
     totals.operations += count
     totals.successes += successes.count(True)
@@ -223,17 +266,17 @@ def _add_run(
     totals.duration += sum(map(_column["duration_seconds"], records))
     by_kind = totals.by_kind
     for kind in _KINDS:
-        by_kind[kind] += sum(filter(None, map(_column[kind], records)))
-    totals.cost += sum(costs)
+        by_kind[kind] += sum(map(_column[kind], records))
+    run_cost = sum(costs)
+    totals.cost += run_cost
     totals.unpriced += count - priced.count(True)
     by_model = totals.cost_by_model
     if labels.count(labels[0]) == count:
-        by_model[labels[0]] = by_model.get(labels[0], 0.0) + sum(costs)
+        by_model[labels[0]] = by_model.get(labels[0], 0.0) + run_cost
     else:
         get = by_model.get
         for label, cost in zip(labels, costs, strict=True):
             by_model[label] = get(label, 0.0) + cost
-    low, high = min(stamps), max(stamps)
     if totals.first is None or low < totals.first:
         totals.first = low
     if totals.last is None or high > totals.last:

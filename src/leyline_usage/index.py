@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from leyline_usage.columns import ChunkTotals, chunk_totals
+from leyline_usage.columns import ChunkTotals, lines_totals
 from leyline_usage.entry import Entry
 from leyline_usage.paths import FILE_MODE, open_for_reading
 from leyline_usage.query import Pricer, Totals
@@ -259,22 +259,22 @@ def _read_lines(index: LogIndex, read: Callable[[int], bytes], pricer: Pricer) -
 
     Return the bytes after the last newline, which are not indexed.
     """
-    offset = index.offset
     pending = b""
     while True:
         chunk = read(_CHUNK)
         if not chunk:
             break
-        data = pending + chunk
-        last_newline = data.rfind(b"\n")
-        if last_newline < 0:
-            pending = data
-            continue
-        complete = data[: last_newline + 1]
-        pending = data[last_newline + 1 :]
-        _add_lines(index, complete, offset, pricer)
-        offset += len(complete)
-        index.offset = offset
+        # Split the chunk as read and join only the line cut by the last
+        # chunk: a chunk is not copied before it is split.
+        # Split on "\n" only, as the reader does: a stray "\r" is part of a line.
+        lines = chunk.split(b"\n")
+        ascii_only = chunk.isascii() and pending.isascii()
+        if pending:
+            lines[0] = pending + lines[0]
+        pending = lines.pop()
+        if lines:
+            _add_split(index, lines, index.offset, pricer, ascii_only)
+            index.offset += sum(map(len, lines)) + len(lines)
     return pending
 
 
@@ -414,9 +414,18 @@ def _extend_compressed(index: LogIndex, file: Any, pricer: Pricer, log: Path) ->
 
 
 def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
-    found = chunk_totals(data, base, pricer)
+    """Index ``data``, complete lines starting at byte ``base`` of the log."""
+    lines = data.split(b"\n")
+    lines.pop()
+    _add_split(index, lines, base, pricer, data.isascii())
+
+
+def _add_split(
+    index: LogIndex, lines: list[bytes], base: int, pricer: Pricer, ascii_only: bool
+) -> None:
+    found = lines_totals(lines, base, pricer, ascii_only=ascii_only)
     if found is None:
-        found = _line_totals(data, base, pricer)
+        found = _line_totals(lines, base, pricer)
     _add_errors(index, found.errors)
     index.lines += found.lines
     index.skipped_lines += found.skipped
@@ -432,8 +441,11 @@ def _add_errors(index: LogIndex, offsets: list[int]) -> None:
         index.errors_dropped += excess
 
 
-def _line_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals:
-    """Parse ``data`` line by line: the path for chunks with any unusual line."""
+def _line_totals(lines: list[bytes], base: int, pricer: Pricer) -> ChunkTotals:
+    """Parse ``lines`` one by one: the path for chunks with any unusual line.
+
+    The lines come without their newlines, and the first starts at ``base``.
+    """
     loads = orjson.loads
     price = pricer.price
     # One Totals per (hour, session, service) of this chunk, folded into the
@@ -442,8 +454,6 @@ def _line_totals(data: bytes, base: int, pricer: Pricer) -> ChunkTotals:
     groups: dict[tuple[str, str, str], Totals] = {}
     spans: dict[str, list[int]] = {}
     errors: list[int] = []
-    # Split on "\n" only, as the reader does: a stray "\r" is part of a line.
-    lines = data.split(b"\n")[:-1]
     position = base
     skipped = 0
 
