@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 from pathlib import Path
@@ -214,6 +215,36 @@ def test_errors_keep_file_order_across_segments(storage: Path) -> None:
 
     assert logger.get_recent_errors(12) == expected
     assert expected[0]["operation"] == "old"
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_compressed_segment_keeps_unended_last_line(
+    storage: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    # The last line lacks its newline, as after a writer died before the
+    # rotation. With 2 lines per batch it ends a full batch when count is even.
+    monkeypatch.setattr(index, "_LINES_PER_BATCH", 2)
+    lines = [
+        orjson.dumps(
+            {"timestamp": "2026-01-02T03:00:00Z", "session_id": "s",
+             "service": "svc", "tokens": n + 1, "success": True,
+             "duration_seconds": 1.0}
+        )
+        for n in range(count)
+    ]  # fmt: skip
+    storage.mkdir(mode=0o700, parents=True, exist_ok=True)
+    segment = storage / "svc.jsonl.20260102T030000000000Z-0123abcd.gz"
+    segment.write_bytes(gzip.compress(b"\n".join(lines)))
+    logger = UsageLogger("svc", storage_dir=storage)
+
+    summary = logger.get_usage_summary(days=100_000)
+
+    assert summary["total_operations"] == count
+    assert summary["total_tokens"] == count * (count + 1) // 2
+    assert summary["skipped_lines"] == 0
+    assert logger.get_session_stats("s")["total_operations"] == count
+    forget_recent()
+    assert logger.get_usage_summary(days=100_000)["total_operations"] == count
 
 
 def full_scan_errors(logger: UsageLogger, count: int) -> list[dict[str, Any]]:

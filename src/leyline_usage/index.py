@@ -397,20 +397,23 @@ def _extend_compressed(index: LogIndex, file: Any, pricer: Pricer, log: Path) ->
     try:
         for line in file:
             lines.append(line)
-            if len(lines) == _LINES_PER_BATCH:
+            # Only the segment's last line can lack its newline, and it is
+            # indexed after the loop.
+            if len(lines) >= _LINES_PER_BATCH and line.endswith(b"\n"):
                 _add_lines(index, b"".join(lines), index.offset, pricer)
                 index.offset += sum(len(done) for done in lines)
                 lines.clear()
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         _log.warning("segment %s is damaged: %s", log, exc)
         index.skipped_lines += 1
-    pending = b""
-    if lines and not lines[-1].endswith(b"\n"):
-        pending = lines.pop()
     if lines:
-        _add_lines(index, b"".join(lines), index.offset, pricer)
-        index.offset += sum(len(done) for done in lines)
-    return pending
+        data = b"".join(lines)
+        # A segment never grows, so a last line without its newline is
+        # complete rather than a write in progress, and is indexed as one.
+        ended = data if data.endswith(b"\n") else data + b"\n"
+        _add_lines(index, ended, index.offset, pricer)
+        index.offset += len(data)
+    return b""
 
 
 def _add_lines(index: LogIndex, data: bytes, base: int, pricer: Pricer) -> None:
