@@ -156,6 +156,25 @@ def test_session_stats_match_independent_count(storage: Path) -> None:
     assert listed["session_2"]["total_tokens"] == stats["total_tokens"]
 
 
+def test_session_wall_time_mixed_zones(storage: Path) -> None:
+    # The original format wrote timestamps without a zone, and they read as UTC.
+    storage.mkdir(mode=0o700)
+    lines = [
+        '{"timestamp": "2026-01-02T03:00:00", "session_id": "a", "service": "svc", '
+        '"tokens": 1, "success": true, "duration_seconds": 0.5}',
+        '{"timestamp": "2026-01-02T04:30:00Z", "session_id": "a", "service": "svc", '
+        '"tokens": 2, "success": true, "duration_seconds": 0.5}',
+    ]
+    (storage / "svc.jsonl").write_text("\n".join(lines) + "\n")
+    logger = UsageLogger("svc", storage_dir=storage)
+
+    listed = logger.list_sessions()
+
+    assert [s["session_id"] for s in listed] == ["a"]
+    assert listed[0]["wall_seconds"] == 5400.0
+    assert logger.get_session_stats("a")["wall_seconds"] == 5400.0
+
+
 def test_recent_operations_respects_cutoff(storage: Path) -> None:
     storage.mkdir(mode=0o700)
     old = time.strftime(

@@ -62,6 +62,32 @@ def test_age_rotation(storage: Path) -> None:
     assert [e["operation"] for e in logger.iter_entries()] == ["first", "second"]
 
 
+def test_age_of_zoneless_first_entry_is_utc(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An original-format log that started ten minutes ago, read in a zone 12
+    # hours ahead of UTC: taken as local time it would be 12 hours old.
+    storage.mkdir(mode=0o700)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 600))
+    (storage / "svc.jsonl").write_text(
+        json.dumps({"timestamp": started, "session_id": "s", "service": "svc",
+                    "operation": "old", "tokens": 1, "success": True,
+                    "duration_seconds": 0.0, "error_type": None,
+                    "error_message": None, "metadata": {}}) + "\n"
+    )  # fmt: skip
+    monkeypatch.setenv("TZ", "EAST-12")
+    time.tzset()
+    try:
+        logger = UsageLogger("svc", storage_dir=storage, rotate_age=3600)
+        logger.log_usage("new")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert list_segments(logger.log_file) == []
+    assert [e["operation"] for e in logger.iter_entries()] == ["old", "new"]
+
+
 def test_rotation_under_concurrent_writers(storage: Path) -> None:
     exit_codes = run_writers(workers.log_sequence_rotating, storage, "svc", 4, 1500)
 

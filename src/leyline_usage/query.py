@@ -7,7 +7,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -313,11 +313,23 @@ def session_stats_dict(
 
 
 def _seconds_between(first: str | None, last: str | None) -> float:
-    if not first or not last:
-        return 0.0
-    try:
-        start = datetime.fromisoformat(first.replace("Z", "+00:00"))
-        end = datetime.fromisoformat(last.replace("Z", "+00:00"))
-    except ValueError:
+    start = _parse_time(first)
+    end = _parse_time(last)
+    if start is None or end is None:
         return 0.0
     return (end - start).total_seconds()
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    """Parse an entry timestamp, reading one without a zone as UTC."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    # The original format wrote no zone. Summaries compare it as text with
+    # UTC timestamps, so it is taken as UTC here too.
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed

@@ -236,6 +236,10 @@ def _first_timestamp(fd: int) -> float | None:
         return None
     try:
         text = match.group(1).decode().replace("Z", "+00:00")
-        return datetime.fromisoformat(text).timestamp()
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    # A timestamp without a zone (the original format) is UTC, as in queries.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
