@@ -178,6 +178,36 @@ def test_processes_started_after_expiry_share_new_session(storage: Path) -> None
     assert sessions != {"session_expired"}
 
 
+def test_held_write_at_timeout_edge_keeps_session(storage: Path) -> None:
+    # Process A chooses the session of an entry just before the timeout and
+    # is held before writing it, while this process logs just after the
+    # timeout. No two entries are a timeout apart, so all share one session.
+    timeout = 1.0
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    writer = context.Process(
+        target=workers.log_across_timeout_edge,
+        args=(str(storage), "svc", timeout, held, release),
+    )
+    writer.start()
+    try:
+        assert held.wait(60)
+        time.sleep(timeout * 0.2)
+        logger = UsageLogger("svc", storage_dir=storage, session_timeout=timeout)
+        logger.log_usage("b1", tokens=1)
+    finally:
+        release.set()
+        writer.join(timeout=60)
+
+    assert writer.exitcode == 0
+    entries = sorted(logger.iter_entries(), key=lambda e: e["timestamp"])
+    sessions = {e["operation"]: e["session_id"] for e in entries}
+    assert [e["operation"] for e in entries] == ["a1", "a2", "b1", "a3"]
+    assert sessions["a2"] == sessions["a1"]
+    assert sessions["b1"] == sessions["a1"]
+    assert sessions["a3"] == sessions["a1"]
+
+
 def test_session_ids_unique_within_one_second(storage: Path, tmp_path: Path) -> None:
     ids = {UsageLogger(f"svc{i}", storage_dir=storage).session_id for i in range(50)}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,43 @@ def log_sequence_rotating_fast(
         logger.log_usage(
             "step", tokens=number, metadata={"worker": worker, "seq": number}
         )
+
+
+def log_across_timeout_edge(
+    storage: str, service: str, timeout: float, held: Any, release: Any
+) -> None:
+    """Log, then log from a new logger just before the timeout, its write held back.
+
+    The new logger reads the session state under the lock and then lets the
+    lock go before writing. The held write stands for a process descheduled
+    in between, while another process logs.
+    """
+    from leyline_usage import store
+
+    first = UsageLogger(
+        service, storage_dir=Path(storage), strict=True, session_timeout=timeout
+    ).log_usage("a1", tokens=1)
+    assert first is not None
+    time.sleep(max(0.0, entry_time(first) + timeout * 0.9 - time.time()))
+    logger = UsageLogger(
+        service, storage_dir=Path(storage), strict=True, session_timeout=timeout
+    )
+    real_append = store.Appender.append
+
+    def held_append(self: Any, data: bytes, *args: Any) -> None:
+        held.set()
+        release.wait(60)
+        real_append(self, data, *args)
+
+    store.Appender.append = held_append  # type: ignore[method-assign]
+    try:
+        logger.log_usage("a2", tokens=1)
+    finally:
+        store.Appender.append = real_append  # type: ignore[method-assign]
+    logger.log_usage("a3", tokens=1)
+
+
+def entry_time(entry: dict[str, Any]) -> float:
+    """Return an entry's timestamp as a Unix time."""
+    moment = datetime.strptime(entry["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.replace(tzinfo=timezone.utc).timestamp()

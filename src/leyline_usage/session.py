@@ -9,7 +9,9 @@ the later of the state's ``last_activity`` and the modification time of the
 service log, which every append advances. So a process only needs the state
 file when its own record shows that the session might have expired, and the
 one-hour rule applies across processes even though ``last_activity`` is
-refreshed at most once a minute.
+refreshed at most once a minute. A process that takes the session from the
+file saves its own time there first, because its entry lands only after the
+lock is let go.
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ class SessionTracker:
                     self._write_state(state)
             if state is not None and now - self._last_activity(state) < self.timeout:
                 session_id = str(state["session_id"])
+                # The entry is written after the lock is let go. Saving its
+                # time now keeps a process that takes the lock in between
+                # from ending this session before the entry lands.
+                if float(state["last_activity"]) < now:
+                    state["last_activity"] = now
+                    self._write_state(state)
                 self._saved_activity = float(state["last_activity"])
             else:
                 session_id = new_session_id(now)
