@@ -7,11 +7,14 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import workers
 
 from leyline_usage import UsageLogger
+from leyline_usage.errors import StorageError
+from leyline_usage.session import SessionTracker
 
 
 def write_state(
@@ -206,6 +209,25 @@ def test_held_write_at_timeout_edge_keeps_session(storage: Path) -> None:
     assert sessions["a2"] == sessions["a1"]
     assert sessions["b1"] == sessions["a1"]
     assert sessions["a3"] == sessions["a1"]
+
+
+def test_unsaved_activity_still_joins_session(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # File modes do not stop root, so the save is made to fail by replacing
+    # it, as on a storage directory that accepts appends but no new files.
+    write_state(storage, "svc", "session_shared", time.time() - 10)
+
+    def failing_write(self: SessionTracker, state: dict[str, Any]) -> None:
+        raise StorageError(self.state_path, "cannot save session: read-only")
+
+    monkeypatch.setattr(SessionTracker, "_write_state", failing_write)
+    logger = UsageLogger("svc", storage_dir=storage, strict=True)
+
+    entry = logger.log_usage("op", tokens=1)
+
+    assert entry is not None
+    assert entry["session_id"] == "session_shared"
 
 
 def test_session_ids_unique_within_one_second(storage: Path, tmp_path: Path) -> None:

@@ -120,7 +120,11 @@ class SessionTracker:
                 # from ending this session before the entry lands.
                 if float(state["last_activity"]) < now:
                     state["last_activity"] = now
-                    self._write_state(state)
+                    try:
+                        self._write_state(state)
+                    except StorageError as exc:
+                        # The session is still the right one to continue.
+                        _log.debug("saving the session activity failed: %s", exc)
                 self._saved_activity = float(state["last_activity"])
             else:
                 session_id = new_session_id(now)
