@@ -446,16 +446,26 @@ def test_session_path_that_is_a_directory(storage: Path) -> None:
 
     logger = UsageLogger("svc", storage_dir=storage)
     entry = logger.log_usage("after")
+    other = _in_forked_child(_log_one, storage, "other")
     with pytest.raises(StorageError) as raised:
         UsageLogger("svc", storage_dir=storage, strict=True).log_usage("strict")
 
-    # Without strict the entry is written under a session local to the logger.
+    # Without strict, loggers of every process continue the session of the
+    # log's last entry.
     assert entry is not None
+    assert entry["session_id"] == json.loads(before.splitlines()[-1])["session_id"]
+    assert other == entry["session_id"]
     assert logger.dropped_entries == 0
     assert raised.value.path == session_file
     log = storage / "svc.jsonl"
     assert log.read_bytes().startswith(before)
-    assert _operations(log) == ["first", "second", "after"]
+    assert _operations(log) == ["first", "second", "after", "other"]
+
+
+def _log_one(storage: Path, operation: str) -> str:
+    entry = UsageLogger("svc", storage_dir=storage).log_usage(operation)
+    assert entry is not None
+    return str(entry["session_id"])
 
 
 def test_running_logger_repairs_garbage_session(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import workers
 
+import leyline_usage.session
 from leyline_usage import UsageLogger
 from leyline_usage.errors import StorageError
 from leyline_usage.session import SessionTracker
@@ -211,8 +212,9 @@ def test_held_write_at_timeout_edge_keeps_session(storage: Path) -> None:
     assert sessions["a3"] == sessions["a1"]
 
 
+@pytest.mark.parametrize("strict", [False, True])
 def test_unsaved_activity_still_joins_session(
-    storage: Path, monkeypatch: pytest.MonkeyPatch
+    storage: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
 ) -> None:
     # File modes do not stop root, so the save is made to fail by replacing
     # it, as on a storage directory that accepts appends but no new files.
@@ -222,12 +224,42 @@ def test_unsaved_activity_still_joins_session(
         raise StorageError(self.state_path, "cannot save session: read-only")
 
     monkeypatch.setattr(SessionTracker, "_write_state", failing_write)
-    logger = UsageLogger("svc", storage_dir=storage, strict=True)
+    # Refresh the state on every call instead of once a minute.
+    monkeypatch.setattr(leyline_usage.session, "ACTIVITY_REFRESH_SECONDS", 0.0)
+    logger = UsageLogger("svc", storage_dir=storage, strict=strict)
 
-    entry = logger.log_usage("op", tokens=1)
+    entries = [logger.log_usage("op", tokens=n) for n in range(3)]
 
-    assert entry is not None
-    assert entry["session_id"] == "session_shared"
+    assert [e and e["session_id"] for e in entries] == ["session_shared"] * 3
+
+
+def test_coarse_log_mtime_keeps_session(storage: Path) -> None:
+    # The kernel can stamp the log's mtime a tick before the append. Here it
+    # is set 9 ms back, and this process logs 6 ms before the timeout.
+    timeout = 0.2
+    context = multiprocessing.get_context("spawn")
+    checked = 0
+    for trial in range(3):
+        service = f"svc{trial}"
+        results = context.Queue()
+        writer = context.Process(
+            target=workers.log_two_entries,
+            args=(str(storage), service, timeout, results),
+        )
+        writer.start()
+        last_time, last_session = results.get(timeout=60)
+        writer.join(timeout=60)
+        log = storage / f"{service}.jsonl"
+        os.utime(log, (last_time - 0.009, last_time - 0.009))
+        time.sleep(max(0.0, last_time + timeout - 0.006 - time.time()))
+        logger = UsageLogger(service, storage_dir=storage, session_timeout=timeout)
+        entry = logger.log_usage("b1", tokens=1)
+
+        assert entry is not None
+        if workers.entry_time(entry) - last_time < timeout:
+            checked += 1
+            assert entry["session_id"] == last_session
+    assert checked > 0
 
 
 def test_session_ids_unique_within_one_second(storage: Path, tmp_path: Path) -> None:

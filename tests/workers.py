@@ -71,6 +71,21 @@ def log_sequence_rotating_fast(
         )
 
 
+def log_two_entries(storage: str, service: str, timeout: float, results: Any) -> None:
+    """Log two entries 40 ms apart and report the second one's time and session.
+
+    The second entry only appends: the state file keeps the first's time.
+    """
+    logger = UsageLogger(
+        service, storage_dir=Path(storage), strict=True, session_timeout=timeout
+    )
+    logger.log_usage("a0", tokens=1)
+    time.sleep(0.04)
+    entry = logger.log_usage("a1", tokens=1)
+    assert entry is not None
+    results.put((entry_time(entry), entry["session_id"]))
+
+
 def log_across_timeout_edge(
     storage: str, service: str, timeout: float, held: Any, release: Any
 ) -> None:

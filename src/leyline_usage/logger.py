@@ -139,8 +139,9 @@ class UsageLogger(ServiceQueries):
         )
         timeout = self.SESSION_TIMEOUT if session_timeout is None else session_timeout
         self._sessions = SessionTracker(
-            self._appender, self.session_file, timeout, self._write_options
-        )
+            self._appender, self.session_file, timeout, self._write_options,
+            strict=strict,
+        )  # fmt: skip
         self._fallback_rate: Decimal | float | str = fallback_rate
         self._pricer: Pricer | None = None
         self._last_warning = -math.inf

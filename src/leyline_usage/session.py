@@ -34,6 +34,10 @@ DEFAULT_TIMEOUT = 3600.0
 # The maximum delay before an active process refreshes the state file's
 # last_activity (a quarter of the timeout, for timeouts under four minutes).
 ACTIVITY_REFRESH_SECONDS = 60.0
+# Linux can stamp a file's mtime from a clock that advances once per tick.
+# So the log's mtime can be up to a tick older than its last entry, and a
+# tick is at most 10 ms (at 100 Hz, the lowest tick rate).
+_MTIME_LAG = 0.01
 
 _log = logging.getLogger("leyline_usage")
 
@@ -66,6 +70,8 @@ class SessionTracker:
         state_path: Path,
         timeout: float,
         options: WriteOptions = DEFAULT_OPTIONS,
+        *,
+        strict: bool = False,
     ) -> None:
         if not timeout > 0:
             raise ValueError(
@@ -76,6 +82,8 @@ class SessionTracker:
         self._refresh_interval = min(ACTIVITY_REFRESH_SECONDS, self.timeout / 4)
         self._appender = appender
         self._options = options
+        # With strict, a state file that cannot be read or saved raises.
+        self.strict = strict
         self._session_id: str | None = None
         # The latest activity this process has seen, and the last_activity it
         # last saw in (or wrote to) the state file.
@@ -101,18 +109,18 @@ class SessionTracker:
             and time.time() - self._known_activity < self.timeout
         ):
             return self._session_id
-        state = self._read_state()
+        state, _ = self._load_state()
         if state and time.time() - self._last_activity(state) < self.timeout:
             return str(state["session_id"])
         return None
 
     def _resolve(self, now: float) -> str:
         with self._appender.locked(self._options):
-            state = self._read_state()
+            state, readable = self._load_state()
             if state is None:
                 state = self._state_from_log()
-                if state is not None:
-                    self._write_state(state)
+                if state is not None and readable:
+                    self._save_state(state, required=True)
             if state is not None and now - self._last_activity(state) < self.timeout:
                 session_id = str(state["session_id"])
                 # The entry is written after the lock is let go. Saving its
@@ -120,16 +128,13 @@ class SessionTracker:
                 # from ending this session before the entry lands.
                 if float(state["last_activity"]) < now:
                     state["last_activity"] = now
-                    try:
-                        self._write_state(state)
-                    except StorageError as exc:
-                        # The session is still the right one to continue.
-                        _log.debug("saving the session activity failed: %s", exc)
+                    self._save_state(state, required=False)
                 self._saved_activity = float(state["last_activity"])
             else:
                 session_id = new_session_id(now)
-                self._write_state(
-                    {"session_id": session_id, "created_at": now, "last_activity": now}
+                self._save_state(
+                    {"session_id": session_id, "created_at": now, "last_activity": now},
+                    required=True,
                 )
                 self._saved_activity = now
                 _log.debug("started session %s in %s", session_id, self.state_path)
@@ -140,7 +145,7 @@ class SessionTracker:
     def _refresh(self, session_id: str, now: float) -> str:
         """Save this process's activity and return the session to continue in."""
         with self._appender.locked(self._options):
-            state = self._read_state()
+            state, _ = self._load_state()
             if state is None:
                 # Lost or unreadable while this session is active: write it
                 # again, so that loggers starting now join this session.
@@ -149,7 +154,7 @@ class SessionTracker:
                     "created_at": now,
                     "last_activity": now,
                 }
-                self._write_state(state)
+                self._save_state(state, required=True)
             elif state["session_id"] != session_id:
                 # Another process started a session while this one waited for
                 # the lock at the edge of the timeout: join it, so the split
@@ -157,9 +162,37 @@ class SessionTracker:
                 session_id = self._session_id = str(state["session_id"])
             elif float(state["last_activity"]) < now:
                 state["last_activity"] = now
-                self._write_state(state)
+                self._save_state(state, required=False)
         self._saved_activity = now
         return session_id
+
+    def _load_state(self) -> tuple[dict[str, Any] | None, bool]:
+        """Return the saved state, or None, and whether the state file was readable.
+
+        Without ``strict``, a state path that cannot be read (a directory, a
+        symlink, no permission) reads as no state, so the session comes from
+        the log's last entry, which every process reads alike.
+        """
+        try:
+            return self._read_state(), True
+        except StorageError as exc:
+            if self.strict:
+                raise
+            _log.debug("session state unreadable, using the log instead: %s", exc)
+            return None, False
+
+    def _save_state(self, state: dict[str, Any], *, required: bool) -> None:
+        """Write ``state``; a failure raises only for a required save with ``strict``.
+
+        Every process still finds the session in the log's last entry, so a
+        state file that cannot be written costs no entry.
+        """
+        try:
+            self._write_state(state)
+        except StorageError as exc:
+            if self.strict and required:
+                raise
+            _log.debug("saving the session state failed: %s", exc)
 
     def _state_from_log(self) -> dict[str, Any] | None:
         """Rebuild lost session state from the service's last entry, if recent."""
@@ -184,7 +217,7 @@ class SessionTracker:
 
     def _last_activity(self, state: dict[str, Any]) -> float:
         try:
-            log_mtime = os.stat(self._appender.log_path).st_mtime
+            log_mtime = os.stat(self._appender.log_path).st_mtime + _MTIME_LAG
         except OSError:
             log_mtime = 0.0
         return max(float(state["last_activity"]), log_mtime)
