@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import signal
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -246,6 +248,51 @@ def test_forked_child_opens_own_connection(tmp_path: Path, database: Path) -> No
     assert count_rows(database) == 202
     assert len(log_lines(tmp_path / "summarizer.jsonl")) == 202
     assert plugin_failures(tmp_path) == []
+
+
+def test_fork_while_thread_inserts(tmp_path: Path, database: Path) -> None:
+    # Children forked while another thread is inside SQLite must not inherit
+    # its mutexes locked: their first insert would then wait forever.
+    logger = UsageLogger("summarizer", storage_dir=tmp_path)
+    stop = threading.Event()
+
+    def log_until_stopped() -> None:
+        while not stop.is_set():
+            logger.log_usage("parent", tokens=1)
+
+    thread = threading.Thread(target=log_until_stopped)
+    thread.start()
+    children = []
+    try:
+        for _ in range(30):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                try:
+                    for _ in range(3):
+                        logger.log_usage("child", tokens=1)
+                    code = 0
+                finally:
+                    os._exit(code)
+            children.append(pid)
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        thread.join()
+    deadline = time.monotonic() + 30
+    hung = 0
+    for pid in children:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                hung += 1
+                break
+            time.sleep(0.01)
+
+    assert hung == 0
+    operations = [row["operation"] for row in read_rows(database)]
+    assert operations.count("child") == 90
 
 
 def test_newer_schema_rejected(tmp_path: Path, database: Path) -> None:

@@ -37,19 +37,27 @@ _databases_guard = threading.Lock()
 # multiprocessing's children do, may still close them while shutting down.
 _inherited: list[_Database] = []
 
+# SQLite's own mutexes are shared by the whole process. A fork while another
+# thread is inside SQLite copies them locked, and the child's first insert
+# then waits forever. Every use of SQLite here holds this lock, and a fork
+# waits for it.
+# NOTE: SQLite used by other code of the process is not covered.
+_in_sqlite = threading.RLock()
+
 
 def insert_entries(path: Path, rows: Sequence[Row]) -> int:
     """Insert rows into the database at ``path`` and return how many were new."""
-    database = _databases.get(path)
-    if database is None:
-        database = _open(path)
-    with database.lock:
-        return insert_rows(database.connection, rows)
+    with _in_sqlite:
+        database = _databases.get(path)
+        if database is None:
+            database = _open(path)
+        with database.lock:
+            return insert_rows(database.connection, rows)
 
 
 def close_connections() -> None:
     """Close this process's connections. The next insert opens them again."""
-    with _databases_guard:
+    with _in_sqlite, _databases_guard:
         for database in _databases.values():
             with database.lock:
                 database.connection.close()
@@ -66,14 +74,27 @@ def _open(path: Path) -> _Database:
         return database
 
 
+def _before_fork() -> None:
+    _in_sqlite.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _in_sqlite.release()
+
+
 def _forget_after_fork() -> None:
     # A thread of the parent may have held a lock at fork time, so the child
     # starts with fresh ones.
-    global _databases_guard
+    global _databases_guard, _in_sqlite
     _databases_guard = threading.Lock()
+    _in_sqlite = threading.RLock()
     _inherited.extend(_databases.values())
     _databases.clear()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_forget_after_fork,
+    )
