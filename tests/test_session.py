@@ -188,14 +188,14 @@ def test_held_write_at_timeout_edge_keeps_session(storage: Path) -> None:
     # timeout. No two entries are a timeout apart, so all share one session.
     timeout = 1.0
     context = multiprocessing.get_context("spawn")
-    held, release = context.Event(), context.Event()
+    append_held, release = context.Event(), context.Event()
     writer = context.Process(
         target=workers.log_across_timeout_edge,
-        args=(str(storage), "svc", timeout, held, release),
+        args=(str(storage), "svc", timeout, append_held, release),
     )
     writer.start()
     try:
-        assert held.wait(60)
+        assert append_held.wait(60)
         time.sleep(timeout * 0.2)
         logger = UsageLogger("svc", storage_dir=storage, session_timeout=timeout)
         logger.log_usage("b1", tokens=1)

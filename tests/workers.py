@@ -87,7 +87,7 @@ def log_two_entries(storage: str, service: str, timeout: float, results: Any) ->
 
 
 def log_across_timeout_edge(
-    storage: str, service: str, timeout: float, held: Any, release: Any
+    storage: str, service: str, timeout: float, append_held: Any, release: Any
 ) -> None:
     """Log, then log from a new logger just before the timeout, its write held back.
 
@@ -108,7 +108,7 @@ def log_across_timeout_edge(
     real_append = store.Appender.append
 
     def held_append(self: Any, data: bytes, *args: Any) -> None:
-        held.set()
+        append_held.set()
         release.wait(60)
         real_append(self, data, *args)
 

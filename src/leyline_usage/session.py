@@ -117,18 +117,19 @@ class SessionTracker:
     def _resolve(self, now: float) -> str:
         with self._appender.locked(self._options):
             state, readable = self._load_state()
+            restored = False
             if state is None:
                 state = self._state_from_log()
-                if state is not None and readable:
-                    self._save_state(state, required=True)
+                restored = state is not None and readable
             if state is not None and now - self._last_activity(state) < self.timeout:
                 session_id = str(state["session_id"])
                 # The entry is written after the lock is let go. Saving its
                 # time now keeps a process that takes the lock in between
-                # from ending this session before the entry lands.
-                if float(state["last_activity"]) < now:
-                    state["last_activity"] = now
-                    self._save_state(state, required=False)
+                # from ending this session before the entry lands. A state
+                # restored from the log is saved in the same write.
+                if restored or float(state["last_activity"]) < now:
+                    state["last_activity"] = max(now, float(state["last_activity"]))
+                    self._save_state(state, required=restored)
                 self._saved_activity = float(state["last_activity"])
             else:
                 session_id = new_session_id(now)
